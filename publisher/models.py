@@ -1,0 +1,165 @@
+"""Plain data that crosses stage boundaries: sources -> store -> selection -> render -> delivery.
+
+No stage imports another; they meet in the pipeline through these types.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+
+@dataclass(frozen=True)
+class Article:
+    """One normalized article: sanitized HTML, absolute URLs, aware UTC datetimes."""
+
+    id: str  # stable: the GUID, else the canonical URL without tracking parameters
+    url: str
+    title: str
+    language: str  # BCP 47 primary tag, lower case: "en", "ar"
+    published_at: datetime  # aware, UTC
+    updated_at: datetime  # aware, UTC; equals published_at when the source gives none
+    source_name: str
+    summary: str = ""  # plain text
+    content_html: str = ""  # sanitized HTML fragment
+    section: str | None = None
+    author: str | None = None
+    source_credit: str | None = None  # the "source line": "Levant - Agencies"
+    image_url: str | None = None
+    image_caption: str | None = None
+    image_alt: str | None = None
+    image_type: str | None = None  # MIME type when known, e.g. image/jpeg
+    image_length: int | None = None  # bytes, when known
+    undated: bool = False  # the source gave no date; published_at is when we first saw it
+
+
+@dataclass(frozen=True)
+class StoredArticle(Article):
+    """An article as the store knows it: when we first saw it decides lateness."""
+
+    first_seen_at: datetime | None = None
+
+
+@dataclass
+class SourceResult:
+    """What one source yielded in one collection."""
+
+    source_name: str
+    articles: list[Article] = field(default_factory=list)
+    not_modified: bool = False
+    etag: str | None = None
+    last_modified: str | None = None
+    warnings: list[str] = field(default_factory=list)  # item-level problems, item skipped
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """Machine state kept per source between runs (never in config)."""
+
+    name: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str
+    language: str
+    status: SubscriberStatus
+    sections: tuple[str, ...] = ()  # empty: every section
+    paused: bool = False
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # permanent: recorded, not retried
+    SKIPPED = "skipped"  # subscriber no longer active when its turn came
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What personalizes one copy of a digest. Built by the pipeline, used by render."""
+
+    delivery_id: int
+    email: str
+    name: str
+    message_id: str  # "<...@domain>"
+    unsubscribe_url: str
+    preferences_url: str
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """Finished bytes for one recipient. Delivery knows nothing else about it."""
+
+    delivery_id: int
+    sender: str  # envelope sender (bare address)
+    recipient: str  # envelope recipient (bare address)
+    message_id: str
+    data: bytes  # RFC 5322 message, CRLF line ends
+
+
+@dataclass(frozen=True)
+class SendResult:
+    delivery_id: int
+    ok: bool
+    provider_message_id: str | None = None
+    error: str | None = None
+    temporary: bool = False  # only meaningful when not ok
+
+
+@dataclass
+class SendReport:
+    results: list[SendResult] = field(default_factory=list)
+
+    @property
+    def sent(self) -> int:
+        return sum(1 for r in self.results if r.ok)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.results if not r.ok)
+
+
+@dataclass(frozen=True)
+class DigestKey:
+    edition: str
+    day: date
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    """A digest rendered once per edition, before personalization.
+
+    html and text contain placeholder slots (see render.slots) for per-recipient values.
+    """
+
+    subject: str
+    html: str
+    text: str
+    preheader: str
+    language: str
+    direction: str  # "ltr" or "rtl"
+
+
+@dataclass(frozen=True)
+class FeedFile:
+    name: str  # file name inside the feeds directory, e.g. "en.atom.xml"
+    content: bytes
+    media_type: str
+
