@@ -1,0 +1,17 @@
+"""The `publisher` command. Thin: parse input, call the pipeline or the store, show results."""
+
+from __future__ import annotations
+
+import sys
+
+from publisher.cli.common import main_group
+from publisher.cli import run as _run  # noqa: F401  (registers commands)
+from publisher.cli import subscribers as _subscribers  # noqa: F401
+from publisher.cli import operations as _operations  # noqa: F401
+
+
+def main() -> None:
+    sys.exit(main_group.main(standalone_mode=True))
+
+
+__all__ = ["main", "main_group"]

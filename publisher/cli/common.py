@@ -1,0 +1,103 @@
+"""Shared CLI plumbing: config loading with clear errors (exit 2), logging, the store."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from datetime import date
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+
+from publisher.config import Config, load_config
+from publisher.errors import ConfigError, PublisherError, StoreError
+from publisher.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+def setup_logging(verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    if sys.stderr.isatty():
+        handler: logging.Handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
+        fmt = "%(message)s"
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("trafilatura", "htmldate", "courlan", "apscheduler.executors", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+def main_group(verbose: bool) -> None:
+    """publisher: daily email digests and Atom/RSS feeds for a news site."""
+    setup_logging(verbose)
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Path to config.yaml.",
+)
+
+
+def load(config_path: Path) -> Config:
+    """Load config, or print every problem with file:line and exit 2."""
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        err_console.print(f"[bold red]config error[/] ({len(exc.problems)} problem(s)):", highlight=False)
+        for problem in exc.problems:
+            err_console.print(f"  {problem}", highlight=False, markup=False)
+        raise SystemExit(2) from exc
+
+
+def open_store(config: Config) -> Store:
+    try:
+        return Store.open(config.store_url)
+    except StoreError as exc:
+        err_console.print(f"[bold red]store error:[/] {exc}", highlight=False)
+        raise SystemExit(3) from exc
+
+
+def handles_errors(func: F) -> F:
+    """Our own errors end the command with their message (which carries the remedy), not a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PublisherError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=False)
+            raise SystemExit(1) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_day(value: str | None, config: Config) -> date:
+    if value is None:
+        from datetime import datetime
+
+        return datetime.now(config.site.zone).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date; write YYYY-MM-DD") from exc

@@ -1,0 +1,86 @@
+"""The contract every mail transport keeps, and small helpers they share.
+
+A transport receives finished messages (bytes plus envelope) and reports, per message, whether the
+next hop accepted it. The pipeline marks a delivery sent in the ledger right after the transport says
+so, so a transport never claims an acceptance it did not get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Protocol, Self
+
+from publisher.models import OutgoingMessage, SendReport, SendResult
+
+
+class MailTransport(Protocol):
+    """Sends batches of finished messages. One transport is used by one thread at a time.
+
+    The contract of ``send(batch)``:
+
+    - It returns a ``SendReport`` with exactly one ``SendResult`` per message, in batch order
+      (``report.results[i]`` belongs to ``batch[i]``, same ``delivery_id``).
+    - ``ok=True`` only when the next hop accepted the message (SMTP: 250 after DATA; outbox: the file
+      is durably in new/). ``provider_message_id`` then says how to find it there.
+    - A refusal that may pass later (SMTP 4xx, a lost connection, a timeout) gives ``ok=False,
+      temporary=True``; a refusal that will not (SMTP 5xx, an impossible address) gives
+      ``temporary=False``. ``error`` carries the server's code and text or the local reason.
+    - Per-message problems never raise. If the transport breaks down part way through a batch (the
+      server went away and cannot be reached again), the messages not yet attempted are reported
+      ``temporary=True`` with the reason, after the real results of those already handed over.
+    - ``send`` raises ``TransportUnavailable`` only when nothing of the batch could be handed over
+      because the transport cannot start at all (cannot connect, TLS or login fails, outbox directory
+      not writable). The message names the setting to check. No message of that batch was accepted.
+    - An empty batch returns an empty report without touching the network or the disk.
+
+    ``close()`` releases connections; it never raises and may be called more than once. Subclass this
+    protocol explicitly to inherit ``with transport: ...`` support.
+    """
+
+    name: str
+    # How many messages the pipeline should hand to one send() call. The report comes back only when
+    # the whole batch is done, so a crash mid-batch loses the acceptances of that batch and they are
+    # sent again on restart: keep it small where bigger batches buy no speed (SMTP has none to gain).
+    max_batch: int
+
+    def send(self, batch: Sequence[OutgoingMessage]) -> SendReport: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def envelope_problem(message: OutgoingMessage) -> str | None:
+    """Why this envelope cannot be sent anywhere, or None when it looks sendable.
+
+    Checked before any I/O so that a malformed address fails permanently on its own instead of
+    confusing the server (or injecting a header line into an outbox file).
+    """
+    for role, address in (("sender", message.sender), ("recipient", message.recipient)):
+        if role == "recipient" and not address:
+            return "empty recipient address"
+        if any(char in address for char in "\r\n<> \t") or any(ord(char) < 32 for char in address):
+            return f"invalid {role} address {address!r}: must be a bare address without spaces or <>"
+        if address and "@" not in address:
+            return f"invalid {role} address {address!r}: no @domain"
+    if not message.data:
+        return "empty message data"
+    return None
+
+
+def accepted(message: OutgoingMessage, provider_message_id: str) -> SendResult:
+    return SendResult(delivery_id=message.delivery_id, ok=True, provider_message_id=provider_message_id)
+
+
+def refused(message: OutgoingMessage, error: str, *, temporary: bool) -> SendResult:
+    return SendResult(delivery_id=message.delivery_id, ok=False, error=error, temporary=temporary)

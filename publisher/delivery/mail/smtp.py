@@ -1,0 +1,290 @@
+"""SMTP delivery over one reused smtplib connection, one recipient per transaction.
+
+Why the transaction is spelled out (MAIL, RCPT, DATA) instead of calling ``sendmail``: sendmail
+throws away the reply to DATA, which carries the server's queue id, and hides at which step a refusal
+came. The bytes go through ``smtplib.SMTP.data`` untouched (only dot-stuffing, which SMTP requires).
+
+Connection policy: opened lazily on the first message, kept across messages and batches until
+``close()``. If the server drops it (or answers 421, "closing"), the transport reconnects once and
+retries that message. A message whose DATA was fully sent when the link broke may have been accepted
+without the reply reaching us; retrying it then can duplicate it, which is the lesser harm (it is
+also what the next run would do with a temporary failure). A timeout waiting for a reply is not
+retried at once: the message is reported temporary and the connection discarded.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import socket
+import ssl
+from collections.abc import Sequence
+
+from publisher.config import SmtpSettings
+from publisher.delivery.mail.base import MailTransport, accepted, envelope_problem, refused
+from publisher.errors import TransportUnavailable
+from publisher.models import OutgoingMessage, SendReport, SendResult
+
+log = logging.getLogger(__name__)
+
+# "250 2.0.0 Ok: queued as 4XyZ12" (Postfix), "250 OK id=1rABCd-000123-Xy" (Exim)
+_QUEUE_ID = re.compile(r"queued as\s+<?([^\s<>;,]+)|\bid=<?([^\s<>;,]+)", re.IGNORECASE)
+
+# RFC 5321 4.5.3.1.10: 552 at RCPT ("too many recipients / storage") is to be treated as temporary.
+_TEMPORARY_5XX_AT_RCPT = {552}
+
+
+class _Unreachable(Exception):
+    """The server cannot be (re)connected, or TLS / login fails. The message is the remedy."""
+
+
+class _Refused(Exception):
+    """The server answered a step with a non-success code (other than 421)."""
+
+    def __init__(self, step: str, code: int, text: str) -> None:
+        self.step, self.code, self.text = step, code, text
+        super().__init__(f"{code} {text}")
+
+
+class _Closing(Exception):
+    """421: the server is closing the connection; the message was not accepted."""
+
+    def __init__(self, step: str, text: str) -> None:
+        super().__init__(f"421 {text} (at {step})")
+
+
+class SmtpTransport(MailTransport):
+    """Sends each message with its own envelope over one kept-open SMTP connection."""
+
+    name = "smtp"
+    max_batch = 1  # one message per call keeps the ledger exact; batching gains nothing here
+
+    def __init__(self, settings: SmtpSettings, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        """ssl_context: which certificates to trust; default: the system's (SSL_CERT_FILE honoured)."""
+        self.settings = settings
+        self.connections_opened = 0
+        self._ssl_context = ssl_context
+        self._connection: smtplib.SMTP | None = None
+        self._local_hostname: str | None = settings.local_hostname
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None
+
+    # --- the contract ----------------------------------------------------------------------------
+
+    def send(self, batch: Sequence[OutgoingMessage]) -> SendReport:
+        results: list[SendResult] = []
+        for index, message in enumerate(batch):
+            try:
+                results.append(self._deliver(message))
+            except _Unreachable as exc:
+                if not results:
+                    raise TransportUnavailable(str(exc)) from None
+                log.warning("SMTP %s unreachable mid-batch; %d message(s) left pending: %s",
+                            self.address, len(batch) - index, exc)
+                reason = f"not attempted, SMTP server unreachable: {exc}"
+                results.extend(refused(rest, reason, temporary=True) for rest in batch[index:])
+                break
+        return SendReport(results)
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            connection.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            connection.close()
+
+    # --- one message -----------------------------------------------------------------------------
+
+    def _deliver(self, message: OutgoingMessage) -> SendResult:
+        problem = envelope_problem(message)
+        if problem:
+            return refused(message, problem, temporary=False)
+        for attempt in (1, 2):
+            connection = self._open()
+            try:
+                queue_id = self._transaction(connection, message)
+            except _Refused as exc:
+                self._reset(connection)
+                return refused(message, self._describe(exc), temporary=_is_temporary(exc))
+            except smtplib.SMTPNotSupportedError as exc:
+                # SMTPUTF8 needed for a non-ASCII address and the server lacks it
+                self._reset(connection)
+                return refused(message, f"{exc} (needed for {message.recipient!r})", temporary=False)
+            except (_Closing, smtplib.SMTPException, OSError) as exc:
+                self._discard()
+                if _timed_out(exc):
+                    return refused(message, f"no answer from {self.address} within "
+                                   f"{self.settings.timeout:g} s (mail.transport.timeout)", temporary=True)
+                if attempt == 1:
+                    log.info("SMTP connection to %s lost (%s); reconnecting", self.address, exc)
+                    continue
+                return refused(message, f"connection to {self.address} lost twice: {exc}", temporary=True)
+            return accepted(message, queue_id or message.message_id)
+        raise AssertionError("unreachable: the loop returns on its second attempt")
+
+    def _transaction(self, connection: smtplib.SMTP, message: OutgoingMessage) -> str | None:
+        """MAIL, RCPT, DATA; returns the queue id from the final reply when it names one."""
+        code, reply = connection.mail(message.sender, self._mail_options(connection, message))
+        _expect("MAIL FROM", code, reply, (250,))
+        code, reply = connection.rcpt(message.recipient)
+        _expect("RCPT TO", code, reply, (250, 251))
+        try:
+            code, reply = connection.data(message.data)
+        except smtplib.SMTPDataError as exc:  # DATA itself answered with something other than 354
+            _expect("DATA", exc.smtp_code, exc.smtp_error, ())
+            raise
+        _expect("end of DATA", code, reply, (250,))
+        match = _QUEUE_ID.search(_text(reply))
+        return (match.group(1) or match.group(2)) if match else None
+
+    @staticmethod
+    def _mail_options(connection: smtplib.SMTP, message: OutgoingMessage) -> list[str]:
+        options: list[str] = []
+        if connection.has_extn("size"):
+            options.append(f"SIZE={len(message.data)}")  # lets the server refuse early, before DATA
+        if not message.data.isascii() and connection.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if not (message.sender.isascii() and message.recipient.isascii()):
+            options.append("SMTPUTF8")  # smtplib raises SMTPNotSupportedError if not offered
+        return options
+
+    def _describe(self, exc: _Refused) -> str:
+        if exc.step == "MAIL FROM":
+            return (f"{exc.code} {exc.text} (server {self.address} refused the sender at MAIL FROM; "
+                    "check the edition's from address and the SMTP account)")
+        return f"{exc.code} {exc.text} (at {exc.step}, server {self.address})"
+
+    # --- the connection --------------------------------------------------------------------------
+
+    def _open(self) -> smtplib.SMTP:
+        if self._connection is None:
+            self._connection = self._connect()
+            self.connections_opened += 1
+        return self._connection
+
+    def _discard(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def _reset(self, connection: smtplib.SMTP) -> None:
+        """RSET after a failed transaction so the next one starts clean; drop the link if that fails."""
+        try:
+            code, _ = connection.rset()
+        except (smtplib.SMTPException, OSError):
+            code = -1
+        if code != 250:
+            self._discard()
+
+    def _connect(self) -> smtplib.SMTP:
+        settings = self.settings
+        if self._local_hostname is None:
+            # smtplib would look this up on every connect; once is enough
+            self._local_hostname = socket.getfqdn()
+        where = f"SMTP server {self.address} (security: {settings.security})"
+        try:
+            connection = self._handshake()
+        except smtplib.SMTPAuthenticationError as exc:
+            raise _Unreachable(
+                f"{where} refused the login of user {settings.username!r}: {exc.smtp_code} {_text(exc.smtp_error)}; "
+                "check mail.transport.username and mail.transport.password in config.yaml "
+                "(and the environment variable the password comes from)"
+            ) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise _Unreachable(
+                f"{where}: its TLS certificate is not trusted ({exc.verify_message}); "
+                "check mail.transport.host is the name on the certificate, or point SSL_CERT_FILE at the CA"
+            ) from exc
+        except ssl.SSLError as exc:
+            raise _Unreachable(
+                f"{where}: TLS failed ({exc.reason or exc}); use security: tls for implicit TLS "
+                "(usually port 465) and security: starttls for plain-then-upgrade (usually port 587)"
+            ) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise _Unreachable(f"{where}: {exc}; check mail.transport.security and username") from exc
+        except smtplib.SMTPResponseException as exc:
+            raise _Unreachable(
+                f"{where} refused the session: {exc.smtp_code} {_text(exc.smtp_error)}; "
+                "check mail.transport.host and mail.transport.port in config.yaml"
+            ) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _Unreachable(
+                f"cannot connect to {where}: {exc or type(exc).__name__}; "
+                "check mail.transport.host and mail.transport.port in config.yaml, and that the server runs"
+            ) from exc
+        log.info("SMTP connected to %s (%s)", self.address, settings.security)
+        return connection
+
+    def _handshake(self) -> smtplib.SMTP:
+        settings = self.settings
+        connection: smtplib.SMTP
+        if settings.security == "tls":
+            connection = smtplib.SMTP_SSL(settings.host, settings.port, local_hostname=self._local_hostname,
+                                          timeout=settings.timeout, context=self._context())
+        else:
+            connection = smtplib.SMTP(settings.host, settings.port, local_hostname=self._local_hostname,
+                                      timeout=settings.timeout)
+        try:
+            connection.ehlo_or_helo_if_needed()
+            if settings.security == "starttls":
+                if not connection.has_extn("starttls"):
+                    raise smtplib.SMTPNotSupportedError("the server does not offer STARTTLS")
+                code, reply = connection.starttls(context=self._context())
+                if code != 220:
+                    raise smtplib.SMTPResponseException(code, reply)
+                connection.ehlo()
+            if settings.username is not None:
+                # never log or echo the password; smtplib's debug output would, so it stays off
+                connection.login(settings.username, settings.password or "")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+
+def _expect(step: str, code: int, reply: bytes | str, wanted: tuple[int, ...]) -> None:
+    if code in wanted:
+        return
+    if code == 421:
+        raise _Closing(step, _text(reply))
+    raise _Refused(step, code, _text(reply))
+
+
+def _is_temporary(exc: _Refused) -> bool:
+    if exc.step == "MAIL FROM":
+        # the sender or the account is refused, not this recipient: never fail a subscriber for it
+        return True
+    if 500 <= exc.code <= 599:
+        return exc.step == "RCPT TO" and exc.code in _TEMPORARY_5XX_AT_RCPT
+    return True  # 4xx, and anything unparseable (-1): retrying later is the safe reading
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """smtplib turns a read timeout into SMTPServerDisconnected; the cause survives as __context__."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, TimeoutError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _text(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return " ".join(text.split())

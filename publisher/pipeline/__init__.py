@@ -1,0 +1,184 @@
+"""The run: collect -> select -> render -> deliver -> feeds, for one date, idempotently.
+
+Running it again for the same date sends nothing twice and finishes what a killed run left undone:
+the digest row, its frozen articles, its rendered content and the delivery ledger are all in the store.
+cli, web and scheduler call these functions and nothing deeper.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+
+from publisher.config import Config, EditionSettings
+from publisher.delivery.mail import MailTransport, build_transport
+from publisher.pipeline.collect import CollectReport, collect
+from publisher.pipeline.digest import SelectedDigest, archive_url, render_digest, select_digest
+from publisher.pipeline.feeds import FeedReport, publish_feeds
+from publisher.pipeline.send import DigestSender, SendOutcome
+from publisher.render.message import MessageTemplate
+from publisher.store import Store
+
+log = logging.getLogger("publisher.run")
+
+ProgressFactory = Callable[[str, int], Callable[[int, int], None]]
+
+
+@dataclass
+class EditionOutcome:
+    edition: str
+    day: date
+    articles: int
+    send: SendOutcome | None = None
+    note: str = ""
+    error: str | None = None
+
+
+@dataclass
+class RunSummary:
+    day: date
+    collect: CollectReport | None = None
+    editions: list[EditionOutcome] = field(default_factory=list)
+    feeds: FeedReport | None = None
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing needs a human: no source error, no failed or stuck delivery."""
+        if self.collect and self.collect.errors:
+            return False
+        if self.feeds and self.feeds.errors:
+            return False
+        return all(not e.error and not (e.send and (e.send.failed or e.send.error)) for e in self.editions)
+
+
+def owner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def message_template(config: Config, edition: EditionSettings, selected_digest: SelectedDigest, store: Store | None) -> MessageTemplate:
+    rendered = render_digest(config, store, selected_digest)
+    return MessageTemplate.build(
+        rendered,
+        sender=edition.from_address,
+        reply_to=edition.reply_to,
+        list_id=f"{edition.id}.{config.mail.list_id or _host(config.site.base_url)}",
+        list_unsubscribe_mailto=config.site.unsubscribe_mailto,
+    )
+
+
+def _host(url: str) -> str:
+    return url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+
+
+def run_edition(
+    config: Config,
+    store: Store,
+    edition: EditionSettings,
+    day: date,
+    transport: MailTransport | None,
+    *,
+    dry_run: bool = False,
+    stop: threading.Event | None = None,
+    progress: ProgressFactory | None = None,
+) -> EditionOutcome:
+    selected = select_digest(config, store, edition, day, dry_run=dry_run)
+    outcome = EditionOutcome(edition.id, day, len(selected.articles))
+    if not selected.articles:
+        outcome.note = "no articles for this day: nothing sent"
+        log.info("edition %s %s: %s", edition.id, day, outcome.note)
+        return outcome
+    template = message_template(config, edition, selected, None if dry_run else store)
+    if dry_run or transport is None:
+        outcome.note = "dry run: rendered, nothing sent"
+        return outcome
+    assert selected.record is not None
+    record = store.digests.get(selected.record.id) or selected.record
+    sender = DigestSender(
+        store,
+        transport,
+        site=config.site,
+        mail=config.mail,
+        owner=owner_name(),
+        stop=stop,
+        on_progress=progress(edition.id, record.recipients or 0) if progress else None,
+    )
+    outcome.send = sender.send(record, template, edition.from_address)
+    return outcome
+
+
+def run_digests(
+    config: Config,
+    store: Store,
+    day: date,
+    *,
+    editions: list[str] | None = None,
+    dry_run: bool = False,
+    transport: MailTransport | None = None,
+    stop: threading.Event | None = None,
+    progress: ProgressFactory | None = None,
+) -> list[EditionOutcome]:
+    own_transport = transport is None and not dry_run
+    if own_transport:
+        transport = build_transport(config.mail.transport, base_dir=config.base_dir)
+    outcomes = []
+    try:
+        for edition in config.editions:
+            if editions and edition.id not in editions:
+                continue
+            if stop is not None and stop.is_set():
+                break
+            try:
+                outcomes.append(
+                    run_edition(config, store, edition, day, transport, dry_run=dry_run, stop=stop, progress=progress)
+                )
+            except Exception as exc:  # one edition's failure (a template error, say) must not stop the next
+                log.exception("edition %s %s failed", edition.id, day)
+                outcomes.append(EditionOutcome(edition.id, day, 0, error=f"{type(exc).__name__}: {exc}"))
+    finally:
+        if own_transport and transport is not None:
+            transport.close()
+    return outcomes
+
+
+def run_day(
+    config: Config,
+    store: Store,
+    day: date,
+    *,
+    dry_run: bool = False,
+    transport: MailTransport | None = None,
+    stop: threading.Event | None = None,
+    progress: ProgressFactory | None = None,
+) -> RunSummary:
+    """The daily job: every stage, for one date."""
+    summary = RunSummary(day=day, dry_run=dry_run)
+    log.info("collect: %d sources", sum(1 for s in config.sources if s.enabled))
+    summary.collect = collect(config, store)
+    log.info("select, render, deliver: %d editions for %s", len(config.editions), day)
+    summary.editions = run_digests(
+        config, store, day, dry_run=dry_run, transport=transport, stop=stop, progress=progress
+    )
+    if not dry_run:
+        log.info("feeds")
+        summary.feeds = publish_feeds(config, store)
+    return summary
+
+
+__all__ = [
+    "EditionOutcome",
+    "RunSummary",
+    "archive_url",
+    "collect",
+    "message_template",
+    "publish_feeds",
+    "run_day",
+    "run_digests",
+    "run_edition",
+    "select_digest",
+]

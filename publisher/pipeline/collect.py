@@ -1,0 +1,107 @@
+"""Stage 1, collect: every enabled source is fetched; a broken one is reported and skipped."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import requests
+
+from publisher.config import Config
+from publisher.errors import SourceError
+from publisher.sources import build_source
+from publisher.store import Store
+
+log = logging.getLogger("publisher.collect")
+
+# A single transient failure is not worth an alarm; this many in a row is.
+BROKEN_AFTER = 3
+
+
+@dataclass
+class SourceOutcome:
+    name: str
+    fetched: int = 0
+    new: int = 0
+    updated: int = 0
+    not_modified: bool = False
+    error: str | None = None
+    consecutive_failures: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def broken(self) -> bool:
+        return self.consecutive_failures >= BROKEN_AFTER
+
+
+@dataclass
+class CollectReport:
+    sources: list[SourceOutcome] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{s.name}: {s.error}" for s in self.sources if s.error]
+
+
+def collect(config: Config, store: Store, *, session: requests.Session | None = None) -> CollectReport:
+    report = CollectReport()
+    session = session or requests.Session()
+    session.headers.setdefault("User-Agent", f"publisher (+{config.site.base_url})")
+    default_language = config.editions[0].language if len(config.editions) == 1 else None
+    for settings in config.sources:
+        if not settings.enabled:
+            continue
+        outcome = SourceOutcome(settings.name)
+        report.sources.append(outcome)
+        state = store.sources.get(settings.name)
+        try:
+            source = build_source(
+                _resolved(config, settings),
+                site_base_url=config.site.base_url,
+                site_timezone=config.site.timezone,
+                default_language=default_language,
+                session=session,
+            )
+            result = source.fetch(state)
+        except SourceError as exc:
+            outcome.error = exc.reason
+        except Exception as exc:  # a bug or a library surprise in one source must not stop the others
+            log.exception("source %s failed unexpectedly", settings.name)
+            outcome.error = f"unexpected {type(exc).__name__}: {exc}"
+        else:
+            outcome.fetched = len(result.articles)
+            outcome.not_modified = result.not_modified
+            outcome.warnings = list(result.warnings)
+            counts = store.articles.upsert(result.articles)
+            outcome.new, outcome.updated = counts.new, counts.updated
+            store.sources.record_success(
+                settings.name,
+                etag=result.etag,
+                last_modified=result.last_modified,
+                count=len(result.articles),
+                not_modified=result.not_modified,
+            )
+            for warning in result.warnings:
+                log.warning("source %s: %s", settings.name, warning)
+            log.info(
+                "source %s: %s",
+                settings.name,
+                "not modified" if result.not_modified else f"{outcome.fetched} articles, {outcome.new} new, {outcome.updated} updated",
+            )
+            continue
+        outcome.consecutive_failures = store.sources.record_failure(settings.name, outcome.error)
+        level = logging.ERROR if outcome.broken else logging.WARNING
+        flag = f" — BROKEN: failed {outcome.consecutive_failures} times in a row" if outcome.broken else ""
+        log.log(level, "source %s skipped: %s%s", settings.name, outcome.error, flag)
+    return report
+
+
+def _resolved(config: Config, settings: object) -> object:
+    """Paths in source settings are relative to the config file; hand the adapter an absolute one."""
+    from publisher.config import FeedSourceSettings, FilesSourceSettings
+
+    if isinstance(settings, FilesSourceSettings):
+        return settings.model_copy(update={"path": str(config.path(settings.path))})
+    if isinstance(settings, FeedSourceSettings) and "://" not in settings.url:
+        return settings.model_copy(update={"url": str(config.path(settings.url))})
+    return settings

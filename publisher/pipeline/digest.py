@@ -1,0 +1,76 @@
+"""Stages 2 and 3, select and render: freeze a digest's articles once, render it once, keep both.
+
+The rendered digest is stored, so a resumed run sends exactly what the first one started sending,
+and the archive page shows what subscribers received.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+from publisher.config import Config, EditionSettings
+from publisher.models import RenderedDigest, StoredArticle
+from publisher.render.email import DigestRenderer
+from publisher.render.templates import make_environment
+from publisher.selection import choose, day_bounds
+from publisher.store import DigestConflict, DigestRecord, Store
+
+log = logging.getLogger("publisher.digest")
+
+
+@dataclass
+class SelectedDigest:
+    edition: EditionSettings
+    day: date
+    articles: list[StoredArticle]
+    record: DigestRecord | None  # None in a dry run, or when the day is empty
+
+
+def archive_url(config: Config, edition: str, day: date) -> str:
+    return f"{config.site.public_url.rstrip('/')}/archive/{edition}/{day.isoformat()}"
+
+
+def select_digest(config: Config, store: Store, edition: EditionSettings, day: date, *, dry_run: bool = False) -> SelectedDigest:
+    """The digest of `day` for an edition: found if it exists, else chosen now and frozen in the store."""
+    existing = store.digests.find(edition.id, day)
+    if existing is not None:
+        return SelectedDigest(edition, day, store.articles.in_digest(existing.id), existing)
+    start, end = day_bounds(day, config.site.zone)
+    late_since = store.digests.previous_created_at(edition.id, day)
+    candidates = store.articles.candidates(
+        edition=edition.id, language=edition.language, day_start=start, day_end=end, late_since=late_since
+    )
+    pk_of = {article.id: pk for pk, article in candidates}
+    chosen = choose([article for _, article in candidates], edition.sections, edition.max_articles)
+    if not chosen or dry_run:
+        return SelectedDigest(edition, day, chosen, None)
+    try:
+        record = store.digests.create(edition.id, day, edition.language, [pk_of[a.id] for a in chosen])
+    except DigestConflict:
+        # another process froze it first (or took an article): use theirs
+        found = store.digests.find(edition.id, day)
+        if found is None:
+            raise
+        return SelectedDigest(edition, day, store.articles.in_digest(found.id), found)
+    log.info("digest %s %s: %d articles selected", edition.id, day, len(chosen))
+    return SelectedDigest(edition, day, chosen, record)
+
+
+def render_digest(config: Config, store: Store | None, selected: SelectedDigest) -> RenderedDigest:
+    """Render once; a digest rendered before is taken from the store unchanged."""
+    if selected.record is not None and selected.record.rendered is not None:
+        return selected.record.rendered
+    environment = make_environment(config.path(config.templates) if config.templates else None)
+    renderer = DigestRenderer(environment, config.site, selected.edition)
+    rendered = renderer.render(
+        selected.articles, selected.day, archive_url=archive_url(config, selected.edition.id, selected.day)
+    )
+    if store is not None and selected.record is not None:
+        store.digests.save_rendered(selected.record.id, rendered)
+        stored = store.digests.get(selected.record.id)
+        # a concurrent renderer may have stored first: send what is in the store
+        if stored is not None and stored.rendered is not None:
+            rendered = stored.rendered
+    return rendered

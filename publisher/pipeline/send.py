@@ -1,0 +1,227 @@
+"""Stage 4, deliver: fill the ledger, then send what it says is pending, one commit per result.
+
+Only the process holding the digest's lease sends. Subscribers are streamed from the store in
+batches, so memory does not grow with the list. Temporary failures wait with backoff until the retry
+deadline; permanent ones are recorded and not retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
+
+from publisher.config import MailSettings, SiteSettings
+from publisher.delivery.mail import MailTransport
+from publisher.errors import TransportUnavailable
+from publisher.models import OutgoingMessage, Recipient, SendResult, SubscriberStatus
+from publisher.render.message import MessageTemplate
+from publisher.store import DigestRecord, DigestStatus, PendingDelivery, Store
+from publisher.tokens import TokenSigner
+
+log = logging.getLogger("publisher.send")
+
+LEASE = timedelta(minutes=2)
+
+
+@dataclass
+class SendOutcome:
+    edition: str
+    recipients: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    deferred: int = 0  # temporary failures waiting for their retry time
+    already_sent: int = 0  # sent by an earlier (killed or finished) run
+    held_by: str | None = None  # another process holds the lease
+    error: str | None = None
+    interrupted: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LinkMaker:
+    """Per-subscriber URLs and Message-IDs: signed, deterministic, no address inside."""
+
+    site: SiteSettings
+    domain: str
+    signer: TokenSigner = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.signer = TokenSigner(self.site.secret)
+        self._base = self.site.public_url.rstrip("/")
+        self._id_key = hashlib.sha256(b"message-id:" + self.site.secret.encode()).digest()
+
+    def unsubscribe_url(self, subscriber_id: int) -> str:
+        return f"{self._base}/unsubscribe/{self.signer.sign('unsubscribe', subscriber_id)}"
+
+    def preferences_url(self, subscriber_id: int) -> str:
+        return f"{self._base}/preferences/{self.signer.sign('preferences', subscriber_id)}"
+
+    def message_id(self, digest_id: int, delivery_id: int) -> str:
+        # The same delivery always gets the same Message-ID: a copy resent after a crash is
+        # recognizably the same message to clients that deduplicate on it.
+        tag = hmac.new(self._id_key, f"{digest_id}.{delivery_id}".encode(), hashlib.sha256).hexdigest()[:12]
+        return f"<digest.{digest_id}.{delivery_id}.{tag}@{self.domain}>"
+
+
+def backoff(attempts: int, first: float, ceiling: float) -> timedelta:
+    return timedelta(seconds=min(first * (2 ** max(attempts - 1, 0)), ceiling))
+
+
+class DigestSender:
+    def __init__(
+        self,
+        store: Store,
+        transport: MailTransport,
+        *,
+        site: SiteSettings,
+        mail: MailSettings,
+        owner: str,
+        stop: threading.Event | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.mail = mail
+        self.owner = owner
+        self.stop = stop or threading.Event()
+        self.on_progress = on_progress
+        domain = mail.message_id_domain or (site.base_url.split("://", 1)[1].split("/")[0].split(":")[0])
+        self.links = LinkMaker(site, domain)
+        self._attempts_before: dict[int, int] = {}
+
+    def send(self, digest: DigestRecord, template: MessageTemplate, sender: str) -> SendOutcome:
+        outcome = SendOutcome(digest.edition)
+        if not self.store.digests.claim(digest.id, self.owner, LEASE):
+            outcome.held_by = self.store.digests.lease_holder(digest.id)[0]
+            log.info("digest %s %s is being sent by %s; not sending it here", digest.edition, digest.day, outcome.held_by)
+            return outcome
+        try:
+            self._fill_ledger(digest)
+            before = self.store.deliveries.counts(digest.id)
+            outcome.already_sent = before["sent"]
+            self._send_due(digest, template, parseaddr(sender)[1], outcome)
+            self._finish(digest, outcome)
+        finally:
+            self.store.digests.release(digest.id, self.owner)
+        return outcome
+
+    def _fill_ledger(self, digest: DigestRecord) -> None:
+        current = self.store.digests.get(digest.id)
+        if current is not None and current.status in (DigestStatus.SENDING, DigestStatus.DONE):
+            return
+        language = digest.rendered.language if digest.rendered else None
+        assert language is not None, "render before sending"
+        added = self.store.deliveries.enqueue(digest.id, language)
+        self.store.digests.set_status(digest.id, DigestStatus.SENDING, recipients=added, started_at=datetime.now(UTC))
+        log.info("digest %s %s: %d recipients queued", digest.edition, digest.day, added)
+
+    def _send_due(self, digest: DigestRecord, template: MessageTemplate, sender: str, outcome: SendOutcome) -> None:
+        chunk = max(1, int(getattr(self.transport, "max_batch", 1)))
+        interval = 1.0 / self.mail.rate_per_second if self.mail.rate_per_second else 0.0
+        counts = self.store.deliveries.counts(digest.id)
+        total = sum(counts.values())
+        done = counts["sent"] + counts["failed"] + counts["skipped"]
+        last_id = 0
+        while not self.stop.is_set():
+            rows = self.store.deliveries.due(digest.id, after_id=last_id, limit=self.mail.batch_size)
+            if not rows:
+                return
+            last_id = rows[-1].id
+            self._attempts_before = {row.id: row.attempts for row in rows}
+            if not self.store.digests.claim(digest.id, self.owner, LEASE):
+                outcome.error = "lost the sending lease to another process; stopping"
+                return
+            for start in range(0, len(rows), chunk):
+                if self.stop.is_set():
+                    outcome.interrupted = True
+                    return
+                messages = [
+                    m for row in rows[start : start + chunk] if (m := self._message(digest, template, sender, row, outcome))
+                ]
+                if not messages:
+                    continue
+                started = time.monotonic()
+                try:
+                    report = self.transport.send(messages)
+                except TransportUnavailable as exc:
+                    outcome.error = str(exc)
+                    log.error("digest %s %s: %s; the rest stays pending", digest.edition, digest.day, exc)
+                    return
+                for result in report.results:
+                    self._record(result, outcome)
+                done += len(messages)
+                if self.on_progress:
+                    self.on_progress(done, total)
+                if interval:
+                    time.sleep(max(0.0, interval * len(messages) - (time.monotonic() - started)))
+
+    def _message(
+        self, digest: DigestRecord, template: MessageTemplate, sender: str, row: PendingDelivery, outcome: SendOutcome
+    ) -> OutgoingMessage | None:
+        if row.subscriber_status is not SubscriberStatus.ACTIVE or row.paused:
+            reason = "paused" if row.paused else f"subscriber is {row.subscriber_status.value}"
+            self.store.deliveries.mark_skipped(row.id, reason)
+            outcome.skipped += 1
+            return None
+        message_id = self.links.message_id(digest.id, row.id)
+        recipient = Recipient(
+            delivery_id=row.id,
+            email=row.email,
+            name=row.name,
+            message_id=message_id,
+            unsubscribe_url=self.links.unsubscribe_url(row.subscriber_id),
+            preferences_url=self.links.preferences_url(row.subscriber_id),
+        )
+        try:
+            data = template.personalize(recipient)
+        except ValueError as exc:  # an address that cannot be put in a header safely
+            self.store.deliveries.mark_failed(row.id, f"cannot build message: {exc}")
+            outcome.failed += 1
+            return None
+        return OutgoingMessage(row.id, sender, row.email, message_id, data)
+
+    def _record(self, result: SendResult, outcome: SendOutcome) -> None:
+        ledger = self.store.deliveries
+        if result.ok:
+            ledger.mark_sent(result.delivery_id, result.provider_message_id)
+            outcome.sent += 1
+            return
+        error = result.error or "unknown error"
+        if not result.temporary:
+            ledger.mark_failed(result.delivery_id, error)
+            outcome.failed += 1
+            outcome.errors.append(error)
+            return
+        attempts = self._attempts_before.get(result.delivery_id, 0) + 1
+        retry = self.mail.retry
+        if attempts >= retry.max_attempts:
+            ledger.mark_failed(result.delivery_id, f"gave up after {attempts} attempts: {error}")
+            outcome.failed += 1
+        else:
+            delay = backoff(attempts, retry.first_delay, retry.max_delay)
+            ledger.retry_later(result.delivery_id, error, datetime.now(UTC) + delay)
+            outcome.deferred += 1
+        outcome.errors.append(error)
+
+    def _finish(self, digest: DigestRecord, outcome: SendOutcome) -> None:
+        counts = self.store.deliveries.counts(digest.id)
+        outcome.recipients = sum(counts.values())
+        pending = counts["pending"]
+        if pending and not outcome.interrupted and not outcome.error:
+            current = self.store.digests.get(digest.id)
+            started = current.started_at if current and current.started_at else datetime.now(UTC)
+            if datetime.now(UTC) > started + timedelta(hours=self.mail.retry.deadline_hours):
+                expired = self.store.deliveries.expire_pending(digest.id, "retry deadline passed")
+                log.error("digest %s %s: %d deliveries failed: retry deadline passed", digest.edition, digest.day, expired)
+                pending = 0
+        if pending == 0 and not outcome.interrupted:
+            self.store.digests.set_status(digest.id, DigestStatus.DONE, finished_at=datetime.now(UTC))
+        outcome.deferred = pending

@@ -1,0 +1,120 @@
+"""A syndication feed (RSS 2.0, Atom 1.0, RSS 1.0/RDF, JSON Feed) from an http(s) URL or a local file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+
+import requests
+
+from publisher.config import FeedSourceSettings
+from publisher.errors import SourceError
+from publisher.models import SourceResult, SourceState
+from publisher.sources.fetching import Download, download, is_remote, local_path, read_file
+from publisher.sources.jsonfeed import looks_like_json, parse_json_feed
+from publisher.sources.normalize import RawItem, normalize_items
+from publisher.sources.xmlfeed import FeedParseError, ParsedFeed, parse_xml_feed
+
+ACCEPT = (
+    "application/atom+xml, application/rss+xml, application/rdf+xml, application/feed+json;q=0.9, "
+    "application/xml;q=0.8, text/xml;q=0.8, application/json;q=0.7, */*;q=0.1"
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class FeedSource:
+    """One feed. fetch() raises SourceError when the feed as a whole is unusable; a bad entry only
+    adds a warning."""
+
+    def __init__(
+        self,
+        settings: FeedSourceSettings,
+        *,
+        site_timezone: tzinfo,
+        default_language: str | None = None,
+        session: requests.Session | None = None,
+        base_dir: Path | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self._zone = site_timezone
+        self._default_language = default_language
+        self._session = session
+        self._base_dir = base_dir
+        self._clock = clock
+
+    @property
+    def _setting(self) -> str:
+        return f"sources[{self.name}].url"
+
+    def fetch(self, state: SourceState) -> SourceResult:
+        fetched = self._download(state)
+        if fetched.not_modified:
+            return SourceResult(
+                source_name=self.name,
+                not_modified=True,
+                etag=fetched.etag,
+                last_modified=fetched.last_modified,
+            )
+        parsed = self._parse(fetched)
+        language_hint = f"the feed names none; set language: in sources[{self.name}] in config.yaml"
+        articles, warnings = normalize_items(
+            self._with_defaults(parsed),
+            source_name=self.name,
+            zone=self._zone,
+            now=self._clock(),
+            fallback_language=parsed.language or self.settings.language or self._default_language,
+            language_hint=language_hint,
+        )
+        return SourceResult(
+            source_name=self.name,
+            articles=articles,
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+            warnings=parsed.warnings + warnings,
+        )
+
+    def _download(self, state: SourceState) -> Download:
+        location = self.settings.url
+        if is_remote(location):
+            return download(
+                location,
+                source_name=self.name,
+                setting=self._setting,
+                timeout=self.settings.timeout,
+                session=self._session,
+                etag=state.etag,
+                last_modified=state.last_modified,
+                accept=ACCEPT,
+            )
+        if "://" in location and not location.lower().startswith("file:"):
+            raise SourceError(
+                self.name,
+                f"{location} is neither http(s) nor a local file; fix {self._setting} in config.yaml",
+            )
+        path = local_path(location, self._base_dir)
+        return read_file(path, source_name=self.name, setting=self._setting, last_modified=state.last_modified)
+
+    def _parse(self, fetched: Download) -> ParsedFeed:
+        try:
+            if looks_like_json(fetched.body, fetched.content_type):
+                return parse_json_feed(fetched.body, url=fetched.url)
+            return parse_xml_feed(fetched.body, url=fetched.url, content_type=fetched.content_type)
+        except FeedParseError as exc:
+            raise SourceError(
+                self.name,
+                f"{fetched.url} is not a usable feed: {exc}; check {self._setting} in config.yaml "
+                "(it must point at the RSS, Atom or JSON feed itself)",
+            ) from exc
+
+    def _with_defaults(self, parsed: ParsedFeed) -> list[RawItem]:
+        """The configured section fills in for entries without a category."""
+        if self.settings.section:
+            for item in parsed.items:
+                item.section = item.section or self.settings.section
+        return parsed.items

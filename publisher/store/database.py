@@ -1,0 +1,71 @@
+"""Opening the store: one engine, SQLite by default, PostgreSQL by URL; schema upgraded on open."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from publisher.errors import StoreError
+from publisher.store import schema
+
+log = logging.getLogger(__name__)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets a reader (status, web) work while a sender writes; busy_timeout lets two processes
+    # take turns instead of failing at once.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _pg_session(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # The ledger commits once per message. A commit that survives a crash of *our* process is
+    # enough (the server keeps it); waiting for the disk flush on each one would cap throughput.
+    cursor.execute("SET synchronous_commit TO off")
+    cursor.close()
+    dbapi_connection.commit()
+
+
+def create_store_engine(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            database = url.split("///", 1)[1] if "///" in url else ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, poolclass=StaticPool if database in ("", ":memory:") else None)
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+            if engine.dialect.name == "postgresql":
+                event.listen(engine, "connect", _pg_session)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise StoreError(f"cannot open the store at {url!r}: {exc} (hint: check store.url in config.yaml)") from exc
+    return engine
+
+
+def upgrade_schema(engine: Engine) -> int:
+    """Create or upgrade the schema. Two processes starting at once may race: the loser re-reads."""
+    for attempt in range(3):
+        try:
+            with engine.begin() as connection:
+                return schema.upgrade(connection)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+        except OperationalError as exc:
+            raise StoreError(
+                f"the store at {engine.url.render_as_string(hide_password=True)} is unreachable: "
+                f"{exc.orig} (hint: check store.url in config.yaml and that the server runs)"
+            ) from exc
+    raise StoreError("schema upgrade did not settle")

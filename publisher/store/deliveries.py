@@ -1,0 +1,187 @@
+"""The delivery ledger: one row per (digest, subscriber). The truth about who got what.
+
+A row is marked sent only after the server accepted the message, and committed at once, so a run
+killed at any point can be started again: what is not marked sent is sent, and only the message in
+flight at the kill can arrive twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy.engine import Engine
+
+from publisher.models import DeliveryStatus, SubscriberStatus
+from publisher.store.schema import deliveries, subscribers
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    id: int
+    subscriber_id: int
+    email: str
+    name: str
+    subscriber_status: SubscriberStatus
+    paused: bool
+    attempts: int
+
+
+class DeliveryLedger:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def enqueue(self, digest_id: int, language: str, *, now: datetime | None = None) -> int:
+        """Add a pending row for every active, unpaused subscriber of the language (in SQL: flat memory)."""
+        now = now or datetime.now(UTC)
+        already = exists().where(
+            and_(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id == subscribers.c.id)
+        )
+        chosen = select(
+            literal(digest_id),
+            subscribers.c.id,
+            literal(DeliveryStatus.PENDING.value),
+            literal(0),
+            literal(now, type_=deliveries.c.updated_at.type),
+        ).where(
+            subscribers.c.language == language,
+            subscribers.c.status == SubscriberStatus.ACTIVE.value,
+            subscribers.c.paused.is_(False),
+            ~already,
+        )
+        statement = deliveries.insert().from_select(
+            ["digest_id", "subscriber_id", "status", "attempts", "updated_at"], chosen
+        )
+        with self._engine.begin() as connection:
+            result = connection.execute(statement)
+        return max(result.rowcount or 0, 0)
+
+    def due(
+        self, digest_id: int, *, after_id: int, limit: int, now: datetime | None = None
+    ) -> list[PendingDelivery]:
+        """The next pending rows whose retry time has come, in id order (keyset pagination)."""
+        now = now or datetime.now(UTC)
+        query = (
+            select(
+                deliveries.c.id,
+                deliveries.c.subscriber_id,
+                deliveries.c.attempts,
+                subscribers.c.email,
+                subscribers.c.name,
+                subscribers.c.status,
+                subscribers.c.paused,
+            )
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(
+                deliveries.c.digest_id == digest_id,
+                deliveries.c.status == DeliveryStatus.PENDING.value,
+                deliveries.c.id > after_id,
+                or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+            )
+            .order_by(deliveries.c.id)
+            .limit(limit)
+        )
+        with self._engine.connect() as connection:
+            return [
+                PendingDelivery(
+                    id=r.id,
+                    subscriber_id=r.subscriber_id,
+                    email=r.email,
+                    name=r.name,
+                    subscriber_status=SubscriberStatus(r.status),
+                    paused=bool(r.paused),
+                    attempts=r.attempts,
+                )
+                for r in connection.execute(query)
+            ]
+
+    def mark_sent(self, delivery_id: int, provider_message_id: str | None, *, now: datetime | None = None) -> None:
+        now = now or datetime.now(UTC)
+        self._update(
+            delivery_id,
+            status=DeliveryStatus.SENT.value,
+            provider_message_id=provider_message_id,
+            sent_at=now,
+            updated_at=now,
+            attempts=deliveries.c.attempts + 1,
+            last_error=None,
+        )
+
+    def mark_sent_many(self, rows: Sequence[tuple[int, str | None]], *, now: datetime | None = None) -> None:
+        """Mark several accepted messages in one commit (providers that accept a whole request)."""
+        if not rows:
+            return
+        now = now or datetime.now(UTC)
+        statement = (
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("delivery_id"))
+            .values(
+                status=DeliveryStatus.SENT.value,
+                provider_message_id=bindparam("provider_id"),
+                sent_at=now,
+                updated_at=now,
+                attempts=deliveries.c.attempts + 1,
+            )
+        )
+        with self._engine.begin() as connection:
+            connection.execute(statement, [{"delivery_id": i, "provider_id": p} for i, p in rows])
+
+    def retry_later(self, delivery_id: int, error: str, next_attempt_at: datetime) -> None:
+        self._update(
+            delivery_id,
+            attempts=deliveries.c.attempts + 1,
+            last_error=error,
+            next_attempt_at=next_attempt_at,
+            updated_at=datetime.now(UTC),
+        )
+
+    def mark_failed(self, delivery_id: int, error: str) -> None:
+        self._update(
+            delivery_id,
+            status=DeliveryStatus.FAILED.value,
+            attempts=deliveries.c.attempts + 1,
+            last_error=error,
+            updated_at=datetime.now(UTC),
+        )
+
+    def mark_skipped(self, delivery_id: int, reason: str) -> None:
+        self._update(delivery_id, status=DeliveryStatus.SKIPPED.value, last_error=reason, updated_at=datetime.now(UTC))
+
+    def _update(self, delivery_id: int, **values: Any) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.PENDING.value)
+                .values(**values)
+            )
+
+    def counts(self, digest_id: int) -> dict[str, int]:
+        query = (
+            select(deliveries.c.status, func.count())
+            .where(deliveries.c.digest_id == digest_id)
+            .group_by(deliveries.c.status)
+        )
+        with self._engine.connect() as connection:
+            found = {row[0]: int(row[1]) for row in connection.execute(query)}
+        return {status.value: found.get(status.value, 0) for status in DeliveryStatus}
+
+    def next_retry_at(self, digest_id: int) -> datetime | None:
+        with self._engine.connect() as connection:
+            return connection.execute(
+                select(func.min(deliveries.c.next_attempt_at)).where(
+                    deliveries.c.digest_id == digest_id, deliveries.c.status == DeliveryStatus.PENDING.value
+                )
+            ).scalar()
+
+    def expire_pending(self, digest_id: int, reason: str) -> int:
+        """Past the retry deadline: what is still pending becomes failed, with the reason kept."""
+        with self._engine.begin() as connection:
+            result = connection.execute(
+                update(deliveries)
+                .where(deliveries.c.digest_id == digest_id, deliveries.c.status == DeliveryStatus.PENDING.value)
+                .values(status=DeliveryStatus.FAILED.value, last_error=reason, updated_at=datetime.now(UTC))
+            )
+        return result.rowcount or 0

@@ -1,0 +1,221 @@
+"""Tables of the store, and the program's own schema creation and upgrade.
+
+SQLAlchemy Core, so the same statements run on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.engine import Connection
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; every instant must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+articles = Table(
+    "articles",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("uid", String(1024), nullable=False, unique=True),
+    Column("url", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("published_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("source_name", String(200), nullable=False),
+    Column("summary", Text, nullable=False, default=""),
+    Column("content_html", Text, nullable=False, default=""),
+    Column("section", String(100)),
+    Column("author", Text),
+    Column("source_credit", Text),
+    Column("image_url", Text),
+    Column("image_caption", Text),
+    Column("image_alt", Text),
+    Column("image_type", String(100)),
+    Column("image_length", Integer),
+    Column("undated", Boolean, nullable=False, default=False),
+    Index("ix_articles_language_published", "language", "published_at"),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", Text, nullable=False, default=""),
+    Column("language", String(16), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("sections", Text, nullable=False, default=""),  # comma-separated; empty = all
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("confirmed_at", UTCDateTime),
+    Column("status_reason", Text),
+    Index("ix_subscribers_language_status", "language", "status"),
+)
+
+# Addresses that asked to be forgotten: only a hash is kept, so an import cannot re-add them silently.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email_hash", String(64), primary_key=True),
+    Column("reason", String(40), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+digests = Table(
+    "digests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("edition", String(100), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("status", String(20), nullable=False),  # selected, rendered, sending, done, skipped
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("subject", Text),
+    Column("html", Text),
+    Column("text", Text),
+    Column("preheader", Text),
+    Column("language", String(16)),
+    Column("direction", String(3)),
+    Column("recipients", Integer),
+    Column("lease_owner", String(200)),
+    Column("lease_until", UTCDateTime),
+    Column("note", Text),
+    UniqueConstraint("edition", "day", name="uq_digests_edition_day"),
+)
+
+digest_articles = Table(
+    "digest_articles",
+    metadata,
+    Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE"), nullable=False),
+    Column("edition", String(100), nullable=False),
+    Column("article_pk", Integer, ForeignKey("articles.pk"), nullable=False),
+    Column("position", Integer, nullable=False),
+    # An article is never in two digests of one edition.
+    UniqueConstraint("edition", "article_pk", name="uq_digest_articles_edition_article"),
+    Index("ix_digest_articles_digest", "digest_id", "position"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE"), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("provider_message_id", Text),
+    Column("sent_at", UTCDateTime),
+    Column("updated_at", UTCDateTime),
+    UniqueConstraint("digest_id", "subscriber_id", name="uq_deliveries_digest_subscriber"),
+    Index("ix_deliveries_digest_status", "digest_id", "status", "id"),
+)
+
+source_states = Table(
+    "source_states",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("last_success_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("last_error_at", UTCDateTime),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("last_count", Integer),
+)
+
+# One row per scheduled slot of a job: decides who runs it and records skipped (too late) slots.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(200), nullable=False),
+    Column("slot", UTCDateTime, nullable=False),
+    Column("status", String(20), nullable=False),  # running, done, failed, skipped
+    Column("owner", String(200)),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("reason", Text),
+    UniqueConstraint("job", "slot", name="uq_job_runs_job_slot"),
+)
+
+# Confirmations sent per address and per client, for abuse limits of the subscribe form.
+rate_events = Table(
+    "rate_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(40), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_rate_events_kind_key_at", "kind", "key", "at"),
+)
+
+
+def _initial(connection: Connection) -> None:
+    metadata.create_all(connection)
+
+
+# Append upgrades here; each runs once, in order, inside a transaction.
+MIGRATIONS: list[Callable[[Connection], Any]] = [_initial]
+
+
+def upgrade(connection: Connection) -> int:
+    """Create or upgrade the schema to the newest version. Returns that version."""
+    schema_version.create(connection, checkfirst=True)
+    current = connection.execute(select(schema_version.c.version).order_by(schema_version.c.version.desc())).first()
+    version = current[0] if current else 0
+    for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+        migration(connection)
+        connection.execute(schema_version.insert().values(version=number, applied_at=datetime.now(UTC)))
+    return len(MIGRATIONS)

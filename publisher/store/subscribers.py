@@ -1,0 +1,177 @@
+"""Subscribers and the suppression list."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import Engine, Row
+
+from publisher.models import Subscriber, SubscriberStatus
+from publisher.store.schema import subscribers, suppressions
+
+# Statuses that an import or a new subscription may never turn back into active.
+STICKY = frozenset({SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED})
+
+
+def email_hash(email: str) -> str:
+    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+
+
+def _to_subscriber(row: Row[Any]) -> Subscriber:
+    m = row._mapping
+    return Subscriber(
+        id=m["id"],
+        email=m["email"],
+        name=m["name"],
+        language=m["language"],
+        status=SubscriberStatus(m["status"]),
+        sections=tuple(s for s in (m["sections"] or "").split(",") if s),
+        paused=bool(m["paused"]),
+    )
+
+
+@dataclass
+class ImportCounts:
+    added: int = 0
+    updated: int = 0
+    kept: int = 0  # existing sticky status left alone
+    suppressed: int = 0  # address asked to be forgotten: not re-added
+
+
+class SubscriberRepository:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def get(self, subscriber_id: int) -> Subscriber | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+        return _to_subscriber(row) if row else None
+
+    def by_email(self, email: str) -> Subscriber | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(subscribers).where(subscribers.c.email == email.strip().lower())
+            ).first()
+        return _to_subscriber(row) if row else None
+
+    def is_suppressed(self, email: str) -> bool:
+        with self._engine.connect() as connection:
+            return (
+                connection.execute(
+                    select(suppressions.c.email_hash).where(suppressions.c.email_hash == email_hash(email))
+                ).first()
+                is not None
+            )
+
+    def upsert(
+        self,
+        email: str,
+        *,
+        name: str = "",
+        language: str,
+        status: SubscriberStatus = SubscriberStatus.ACTIVE,
+        sections: Sequence[str] = (),
+        now: datetime | None = None,
+    ) -> str:
+        """Add or update one subscriber. Returns 'added', 'updated', 'kept' or 'suppressed'.
+
+        An unsubscribed, bounced or complained address is never re-activated here.
+        """
+        now = now or datetime.now(UTC)
+        email = email.strip().lower()
+        with self._engine.begin() as connection:
+            if connection.execute(
+                select(suppressions.c.email_hash).where(suppressions.c.email_hash == email_hash(email))
+            ).first():
+                return "suppressed"
+            row = connection.execute(select(subscribers).where(subscribers.c.email == email)).first()
+            values = {"name": name, "language": language, "sections": ",".join(sections), "updated_at": now}
+            if row is None:
+                connection.execute(
+                    subscribers.insert().values(
+                        email=email,
+                        status=status.value,
+                        created_at=now,
+                        confirmed_at=now if status is SubscriberStatus.ACTIVE else None,
+                        paused=False,
+                        **values,
+                    )
+                )
+                return "added"
+            current = SubscriberStatus(row.status)
+            if current in STICKY and status not in STICKY:
+                return "kept"
+            connection.execute(
+                update(subscribers).where(subscribers.c.id == row.id).values(status=status.value, **values)
+            )
+            return "updated"
+
+    def set_status(self, subscriber_id: int, status: SubscriberStatus, *, reason: str | None = None) -> bool:
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {"status": status.value, "updated_at": now, "status_reason": reason}
+        if status is SubscriberStatus.ACTIVE:
+            values["confirmed_at"] = now
+        with self._engine.begin() as connection:
+            result = connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(**values))
+        return bool(result.rowcount)
+
+    def set_preferences(
+        self, subscriber_id: int, *, language: str | None = None, sections: Sequence[str] | None = None,
+        paused: bool | None = None, name: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"updated_at": datetime.now(UTC)}
+        if language is not None:
+            values["language"] = language
+        if sections is not None:
+            values["sections"] = ",".join(sections)
+        if paused is not None:
+            values["paused"] = paused
+        if name is not None:
+            values["name"] = name
+        with self._engine.begin() as connection:
+            connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(**values))
+
+    def forget(self, subscriber_id: int, *, reason: str = "deleted") -> bool:
+        """Delete a subscriber and their personal data, keeping only a hashed suppression entry."""
+        with self._engine.begin() as connection:
+            row = connection.execute(select(subscribers.c.email).where(subscribers.c.id == subscriber_id)).first()
+            if row is None:
+                return False
+            digest = email_hash(row.email)
+            if not connection.execute(select(suppressions).where(suppressions.c.email_hash == digest)).first():
+                connection.execute(
+                    suppressions.insert().values(email_hash=digest, reason=reason, created_at=datetime.now(UTC))
+                )
+            connection.execute(delete(subscribers).where(subscribers.c.id == subscriber_id))
+        return True
+
+    def remove(self, email: str) -> bool:
+        subscriber = self.by_email(email)
+        return self.forget(subscriber.id, reason="removed") if subscriber else False
+
+    def iterate(self, *, batch_size: int = 1000) -> Iterator[Subscriber]:
+        """Every subscriber, in id order, fetched in batches: memory does not grow with the list."""
+        last = 0
+        while True:
+            with self._engine.connect() as connection:
+                rows = connection.execute(
+                    select(subscribers).where(subscribers.c.id > last).order_by(subscribers.c.id).limit(batch_size)
+                ).all()
+            if not rows:
+                return
+            for row in rows:
+                yield _to_subscriber(row)
+            last = rows[-1].id
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(language, status) -> number of subscribers."""
+        query = select(subscribers.c.language, subscribers.c.status, func.count()).group_by(
+            subscribers.c.language, subscribers.c.status
+        )
+        with self._engine.connect() as connection:
+            return {(r[0], r[1]): int(r[2]) for r in connection.execute(query)}
