@@ -55,9 +55,12 @@ class DeliveryLedger:
         statement = deliveries.insert().from_select(
             ["digest_id", "subscriber_id", "status", "attempts", "updated_at"], chosen
         )
+        count = select(func.count()).select_from(deliveries).where(deliveries.c.digest_id == digest_id)
         with self._engine.begin() as connection:
-            result = connection.execute(statement)
-        return max(result.rowcount or 0, 0)
+            # rowcount of INSERT ... SELECT is not reported by every driver: count instead
+            before = connection.execute(count).scalar_one()
+            connection.execute(statement)
+            return int(connection.execute(count).scalar_one() - before)
 
     def due(
         self, digest_id: int, *, after_id: int, limit: int, now: datetime | None = None
@@ -184,4 +187,4 @@ class DeliveryLedger:
                 .where(deliveries.c.digest_id == digest_id, deliveries.c.status == DeliveryStatus.PENDING.value)
                 .values(status=DeliveryStatus.FAILED.value, last_error=reason, updated_at=datetime.now(UTC))
             )
-        return result.rowcount or 0
+            return result.rowcount or 0

@@ -159,7 +159,7 @@ class DigestRepository:
                 )
                 .values(lease_owner=owner, lease_until=now + lease)
             )
-        return bool(result.rowcount)
+            return bool(result.rowcount)
 
     def release(self, digest_id: int, owner: str) -> None:
         with self._engine.begin() as connection:

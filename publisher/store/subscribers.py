@@ -118,7 +118,7 @@ class SubscriberRepository:
             values["confirmed_at"] = now
         with self._engine.begin() as connection:
             result = connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(**values))
-        return bool(result.rowcount)
+            return bool(result.rowcount)
 
     def set_preferences(
         self, subscriber_id: int, *, language: str | None = None, sections: Sequence[str] | None = None,

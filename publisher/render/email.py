@@ -1,0 +1,272 @@
+"""The daily digest of one edition: Jinja2 -> MJML -> HTML (css-inline), plus its own plain-text part.
+
+Rendered once per edition and day. Per-recipient values (unsubscribe and preferences URLs, name,
+address) are left as slots (publisher.render.slots) for MessageTemplate to fill, so MJML is never
+compiled per subscriber.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import css_inline
+import jinja2
+import nh3
+from mjml import mjml2html
+
+from publisher.config import EditionSettings, SiteSettings
+from publisher.errors import TemplateError
+from publisher.models import Article, RenderedDigest
+from publisher.render.slots import (
+    REQUIRED_SLOTS,
+    Slot,
+    check_tokens,
+    conditional,
+    fill_slots,
+    slots_in,
+    token,
+)
+from publisher.render.strings import UiStrings, load_strings
+from publisher.render.templates import absolute_url, format_date, parse_locale
+
+__all__ = ["DigestRenderer", "fill_slots"]
+
+MJML_TEMPLATE = "email/digest.mjml.j2"
+TEXT_TEMPLATE = "email/digest.txt.j2"
+SUMMARY_LIMIT = 360  # characters: a digest teases, the site tells
+PREHEADER_LIMIT = 140  # what inbox previews show at most
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def clean_line(value: str | None) -> str:
+    """One line of plain text: control characters dropped, CR/LF and runs of spaces collapsed."""
+    if not value:
+        return ""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def shorten(text: str, limit: int) -> str:
+    """Cut at a word boundary before `limit` characters and mark the cut with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,.;:،؛")
+    return cut + "…"
+
+
+def summary_of(article: Article) -> str:
+    """The article's summary, else the start of its (already sanitized) HTML as plain text."""
+    text = article.summary or html_lib.unescape(nh3.clean(article.content_html, tags=set()))
+    return shorten(clean_line(text), SUMMARY_LIMIT)
+
+
+@dataclass(frozen=True)
+class ArticleView:
+    """What the templates show of one article: plain text, absolute URLs."""
+
+    number: int
+    title: str
+    url: str
+    summary: str
+    section: str | None
+    author: str
+    credit: str
+    image_url: str
+    image_alt: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class SectionView:
+    key: str | None
+    label: str
+    articles: list[ArticleView] = field(default_factory=list)
+
+
+class DigestRenderer:
+    """Renders one edition's digest for a day; reusable across days (holds no per-day state)."""
+
+    def __init__(self, env: jinja2.Environment, site: SiteSettings, edition: EditionSettings) -> None:
+        self._env = env
+        self._site = site
+        self._edition = edition
+        self.language = edition.language
+        self.direction = "rtl" if parse_locale(edition.language).character_order == "right-to-left" else "ltr"
+        self.strings: UiStrings = load_strings(env, edition.language)
+        # keep_style_tags: the @media blocks (dark mode, phones) cannot be inlined and must stay in
+        # a <style>; the inlined copies serve clients that drop <style> (some webmail, old Outlook).
+        self._inliner = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
+
+    # --- public -------------------------------------------------------------------------------
+
+    def render(self, articles: Sequence[Article], day: date, *, archive_url: str | None) -> RenderedDigest:
+        """The digest with slots for per-recipient values. Raises TemplateError with a remedy."""
+        context = self.context(articles, day, archive_url=archive_url)
+        html = self.compile(self._render(MJML_TEMPLATE, context))
+        text = normalize_text(self._render(TEXT_TEMPLATE, context))
+        for name, body in ((MJML_TEMPLATE, html), (TEXT_TEMPLATE, text)):
+            self._check_slots(name, body)
+        return RenderedDigest(
+            subject=context["subject"],
+            html=html,
+            text=text,
+            preheader=context["preheader"],
+            language=self.language,
+            direction=self.direction,
+        )
+
+    def render_mjml(self, articles: Sequence[Article], day: date, *, archive_url: str | None) -> str:
+        """The MJML source before compiling (for validation with the official compiler)."""
+        return self._render(MJML_TEMPLATE, self.context(articles, day, archive_url=archive_url))
+
+    def subject(self, count: int, day: date) -> str:
+        """edition.subject with {site}, {date} (localized) and {count}, on one line."""
+        return clean_line(
+            self._edition.subject.format(
+                site=self._site.name,
+                date=format_date(day, "long", locale=self.language),
+                count=count,
+            )
+        )
+
+    def compile(self, mjml_source: str) -> str:
+        """MJML -> HTML -> CSS inlined, with lang and dir checked on <html> and the body wrapper."""
+        try:
+            compiled = mjml2html(mjml_source)
+        except Exception as exc:  # the Rust binding raises plain exceptions for bad MJML
+            raise TemplateError(f"{MJML_TEMPLATE} is not valid MJML: {exc} (hint: check the tags)") from exc
+        compiled = ensure_language(compiled, self.language, self.direction)
+        return self._inliner.inline(compiled)
+
+    def context(self, articles: Sequence[Article], day: date, *, archive_url: str | None) -> dict[str, Any]:
+        """Everything the email templates can use (documented in templates/email/README.md)."""
+        base = self._site.base_url
+        views = [self._view(number, article) for number, article in enumerate(articles, start=1)]
+        sections: list[SectionView] = []
+        for view in views:
+            if not sections or sections[-1].key != view.section:
+                # articles without a section lead the digest unlabeled, or follow as "More news"
+                label = self.strings.section(view.section) if view.section or sections else ""
+                sections.append(SectionView(key=view.section, label=label))
+            sections[-1].articles.append(view)
+        title = clean_line(self._edition.title) or clean_line(self._site.name)
+        rtl = self.direction == "rtl"
+        return {
+            "lang": self.language,
+            "dir": self.direction,
+            "align": "right" if rtl else "left",
+            "opposite": "left" if rtl else "right",
+            "arrow": "←" if rtl else "→",
+            "site": {
+                "name": clean_line(self._site.name),
+                "url": absolute_url(base, base),
+                "logo_url": absolute_url(self._site.logo_url, base),
+                "public_url": self._site.public_url,
+            },
+            "edition": {"id": self._edition.id, "title": title, "language": self.language},
+            "day": day,
+            "date_label": format_date(day, "full", locale=self.language),
+            "subject": self.subject(len(views), day),
+            "preheader": self.preheader(views),
+            "articles": views,
+            "sections": sections,
+            "count": len(views),
+            "archive_url": absolute_url(archive_url, self._site.public_url) if archive_url else "",
+            "strings": self.strings,
+            "slots": {slot.name.lower(): token(slot) for slot in Slot},
+            "if_slot": _if_slot,
+        }
+
+    def preheader(self, views: Sequence[ArticleView]) -> str:
+        """The inbox preview line: the first headlines, as many as fit."""
+        return shorten(" • ".join(view.title for view in views), PREHEADER_LIMIT)
+
+    # --- inside -------------------------------------------------------------------------------
+
+    def _view(self, number: int, article: Article) -> ArticleView:
+        base = self._site.base_url
+        title = clean_line(article.title)
+        author = clean_line(article.author)
+        return ArticleView(
+            number=number,
+            title=title,
+            url=absolute_url(article.url, base) or absolute_url(base, base),
+            summary=summary_of(article),
+            section=clean_line(article.section) or None,
+            author=self.strings["by"].format(author=author) if author else "",
+            credit=clean_line(article.source_credit) or clean_line(article.source_name),
+            image_url=absolute_url(article.image_url, base),
+            image_alt=clean_line(article.image_alt) or clean_line(article.image_caption) or title,
+            caption=clean_line(article.image_caption),
+        )
+
+    def _render(self, name: str, context: dict[str, Any]) -> str:
+        try:
+            return self._env.get_template(name).render(context)
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(
+                f"template {exc.name} not found (hint: the packaged one ships with publisher; "
+                "an operator copy goes in <templates>/email/)"
+            ) from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from exc
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(f"{name}: {exc.message} (hint: see the variables in templates/email/README.md)") from exc
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"{name}: {exc}") from exc
+
+    def _check_slots(self, name: str, body: str) -> None:
+        try:
+            check_tokens(body)
+        except ValueError as exc:
+            raise TemplateError(f"{name}: {exc}") from exc
+        missing = {slot.value for slot in REQUIRED_SLOTS} - slots_in(body)
+        if missing:
+            raise TemplateError(
+                f"{name} has no unsubscribe link (hint: every digest must carry one: "
+                "add {{ slots.unsubscribe_url }})"
+            )
+
+
+def _if_slot(key: str, present: str, absent: str = "") -> str:
+    """Template helper: `present` when the recipient has a value for slot `key`, else `absent`."""
+    try:
+        slot = Slot(key.upper())
+    except ValueError as exc:
+        raise TemplateError(f"if_slot: unknown slot {key!r}; known: {', '.join(s.value for s in Slot)}") from exc
+    return conditional(slot, present, absent)
+
+
+_HTML_TAG = re.compile(r"<html\b[^>]*>", re.IGNORECASE)
+_BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+
+
+def ensure_language(html: str, language: str, direction: str) -> str:
+    """Make sure <html> and the body wrapper carry lang and dir, whatever the MJML engine did."""
+    attrs = f'lang="{language}" dir="{direction}"'
+    head = _HTML_TAG.search(html)
+    if head and not re.search(r"\bdir=", head.group(0)):
+        html = html[: head.start()] + f"<html {attrs}" + html[head.start() + 5 :]
+    body = _BODY_TAG.search(html)
+    if body:
+        after = html[body.end() : body.end() + 2000]
+        wrapper = re.search(r'<div\b[^>]*aria-roledescription="email"[^>]*>', after)
+        if wrapper is None or "dir=" not in wrapper.group(0):
+            html = html[: body.end()] + f"<div {attrs}>" + html[body.end() :]
+            html = html.replace("</body>", "</div></body>", 1)
+    return html
+
+
+def normalize_text(text: str) -> str:
+    """Plain-text part: no trailing spaces, at most one blank line in a row, one final newline."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip("\n") + "\n"

@@ -1,0 +1,1 @@
+"""Reusable test helpers: a recording SMTP server (in-thread or as a process), test certificates."""
