@@ -120,10 +120,14 @@ class EditionSettings(Settings):
         return value
 
 
+FeedFormat = Literal["atom", "rss"]
+ALL_FEED_FORMATS: tuple[FeedFormat, ...] = ("atom", "rss")
+
+
 class FeedSettings(Settings):
     directory: str = "var/feeds"
     base_url: Annotated[str, Field(pattern=r"^https?://")] = "http://127.0.0.1:8080/feeds"
-    formats: list[Literal["atom", "rss"]] = Field(default_factory=lambda: ["atom", "rss"], min_length=1)
+    formats: list[FeedFormat] = Field(default_factory=lambda: list(ALL_FEED_FORMATS), min_length=1)
     entries: int = Field(default=50, ge=1, le=10000)
     websub_hubs: list[str] = Field(default_factory=list)
     timeout: float = Field(default=10.0, gt=0, le=120)
@@ -304,7 +308,7 @@ def _substitute_env(node: yaml.Node, missing: list[tuple[str, yaml.Node]]) -> No
         # an unquoted value that was only a variable is taken as a string
         node.tag = "tag:yaml.org,2002:str"
     elif isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
+        for _key, value in node.value:
             _substitute_env(value, missing)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:

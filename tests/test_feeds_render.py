@@ -128,8 +128,13 @@ def arabic() -> list[Article]:
     ]
 
 
-def build(articles: list[Article], language: str = "en", **kwargs: object) -> dict[str, FeedFile]:
-    files = build_feed_files(articles, site=SITE, feeds=kwargs.pop("feeds", FEEDS), language=language, **kwargs)  # type: ignore[arg-type]
+def build(
+    articles: list[Article],
+    language: str = "en",
+    feeds: FeedSettings = FEEDS,
+    home_url: str | None = None,
+) -> dict[str, FeedFile]:
+    files = build_feed_files(articles, site=SITE, feeds=feeds, language=language, home_url=home_url)
     return {file.name: file for file in files}
 
 
@@ -269,7 +274,12 @@ def test_rss_items_parse_back_with_every_field() -> None:
 
 def test_rss_guid_is_a_permalink_only_when_it_is_the_article_url() -> None:
     items = etree.fromstring(build(english())["en.rss.xml"].content).findall("channel/item")
-    assert [item.find("guid").get("isPermaLink") for item in items] == ["true", "false", "false"]  # type: ignore[union-attr]
+    assert [item.findtext("guid") for item in items] == [
+        "https://news.example.org/en/2026/11/20/ceasefire",
+        "tag:news.example.org,2026:/en/2026/11/19/markets",
+        "urn:uuid:5f0c3e1a-8f2b-4c35-9e61-0d6a1f7b2c44",
+    ]
+    assert [item.xpath("string(guid/@isPermaLink)") for item in items] == ["true", "false", "false"]
 
 
 def test_rss_description_is_escaped_html_of_the_plain_summary() -> None:
@@ -372,11 +382,15 @@ def test_a_newer_article_adds_one_entry_and_moves_only_the_feed_date() -> None:
     new_entries = atom_root(after["en.atom.xml"]).findall(f"{ATOM}entry")
     assert new_entries[0].findtext(f"{ATOM}id") == newer.id
     # the kept entries are byte for byte what they were: no reader sees them as new or changed
-    assert [etree.tostring(e, with_tail=False) for e in new_entries[1:]] == [etree.tostring(e, with_tail=False) for e in old_entries[:2]]
+    assert [etree.tostring(e, with_tail=False) for e in new_entries[1:]] == [
+        etree.tostring(e, with_tail=False) for e in old_entries[:2]
+    ]
     assert atom_root(after["en.atom.xml"]).findtext(f"{ATOM}updated") == "2026-11-21T06:00:00+00:00"
     old_items = etree.fromstring(before["en.rss.xml"].content).findall("channel/item")
     new_items = etree.fromstring(after["en.rss.xml"].content).findall("channel/item")
-    assert [etree.tostring(i, with_tail=False) for i in new_items[1:]] == [etree.tostring(i, with_tail=False) for i in old_items[:2]]
+    assert [etree.tostring(i, with_tail=False) for i in new_items[1:]] == [
+        etree.tostring(i, with_tail=False) for i in old_items[:2]
+    ]
 
 
 def test_naive_and_fractional_datetimes_give_the_same_feed() -> None:
@@ -416,7 +430,9 @@ def test_ids_that_are_not_iris_become_stable_tag_uris() -> None:
 
 
 def test_control_characters_from_sources_do_not_break_the_xml() -> None:
-    broken = replace(english()[1], title="Markets\x0b steady", summary="bell\x07", content_html="<p>x\x00</p>")
+    broken = replace(
+        english()[1], title="Markets\x0b steady", summary="bell\x07", content_html="<p>x\x00</p>"
+    )
     files = build([broken])
     for file in files.values():
         etree.fromstring(file.content)  # well-formed
@@ -490,7 +506,9 @@ def test_atom_meets_rfc_4287_requirements(language: str) -> None:
                 assert link.get("type") and link.get("href")
     assert len(set(ids)) == len(ids)
     updated = [entry.findtext(f"{ATOM}updated") for entry in entries]
-    assert root.findtext(f"{ATOM}updated") == max(updated, key=lambda text: datetime.fromisoformat(text or ""))
+    assert root.findtext(f"{ATOM}updated") == max(
+        updated, key=lambda text: datetime.fromisoformat(text or "")
+    )
 
 
 def test_rss_meets_the_rss_2_0_requirements() -> None:
@@ -512,9 +530,7 @@ def test_rss_meets_the_rss_2_0_requirements() -> None:
 # --- golden files -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "name", ["en.atom.xml", "en.rss.xml", "ar.atom.xml", "ar.rss.xml"]
-)
+@pytest.mark.parametrize("name", ["en.atom.xml", "en.rss.xml", "ar.atom.xml", "ar.rss.xml"])
 def test_golden_files(name: str) -> None:
     """Regenerate with UPDATE_GOLDEN=1 after a deliberate change, then read the diff."""
     language = name.split(".")[0]

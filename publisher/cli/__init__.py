@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from publisher.cli.common import main_group
+from publisher.cli import operations as _operations  # noqa: F401
 from publisher.cli import run as _run  # noqa: F401  (registers commands)
 from publisher.cli import subscribers as _subscribers  # noqa: F401
-from publisher.cli import operations as _operations  # noqa: F401
+from publisher.cli.common import main_group
 
 
 def main() -> None:

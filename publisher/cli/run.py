@@ -15,7 +15,15 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from publisher.cli.common import config_option, console, handles_errors, load, main_group, open_store, parse_day
+from publisher.cli.common import (
+    config_option,
+    console,
+    handles_errors,
+    load,
+    main_group,
+    open_store,
+    parse_day,
+)
 from publisher.pipeline import RunSummary, message_template, run_day, select_digest
 from publisher.pipeline.digest import render_digest
 

@@ -9,7 +9,15 @@ import click
 from email_validator import EmailNotValidError, validate_email
 from rich.table import Table
 
-from publisher.cli.common import config_option, console, err_console, handles_errors, load, main_group, open_store
+from publisher.cli.common import (
+    config_option,
+    console,
+    err_console,
+    handles_errors,
+    load,
+    main_group,
+    open_store,
+)
 from publisher.models import SubscriberStatus
 
 CSV_COLUMNS = ["email", "name", "language", "status", "sections"]

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import requests
 
 from publisher.config import Config
-from publisher.delivery.feeds import DirectoryPublisher, PublishedFeed, WebSubPinger
+from publisher.delivery.feeds import DirectoryPublisher, PublishedFeed, WebSubPinger, changed_topics
+from publisher.errors import DeliveryError
 from publisher.render.feeds import build_feed_files
 from publisher.store import Store
 
@@ -39,10 +40,10 @@ def publish_feeds(config: Config, store: Store, *, session: requests.Session | N
         )
         try:
             report.published.extend(publisher.publish(files))
-        except OSError as exc:
-            report.errors.append(f"cannot write feeds for {language}: {exc} (hint: check feeds.directory in config.yaml)")
+        except DeliveryError as exc:
+            report.errors.append(f"cannot write feeds for {language}: {exc}")
             log.error(report.errors[-1])
-    changed = [f"{config.feeds.base_url.rstrip('/')}/{p.name}" for p in report.published if p.changed]
+    changed = changed_topics(report.published, config.feeds.base_url)
     if changed and config.feeds.websub_hubs:
         pinger = WebSubPinger(config.feeds.websub_hubs, config.feeds.timeout, session)
         for result in pinger.ping(changed):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -71,6 +73,35 @@ class LinkMaker:
         return f"<digest.{digest_id}.{delivery_id}.{tag}@{self.domain}>"
 
 
+def holder_is_dead(holder: str) -> bool:
+    """A lease holder on this host whose process no longer exists (killed -9): its lease is void.
+
+    Holders on other hosts cannot be checked from here; their lease simply expires.
+    """
+    try:
+        host, pid_text, _thread = holder.rsplit(":", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def backoff(attempts: int, first: float, ceiling: float) -> timedelta:
     return timedelta(seconds=min(first * (2 ** max(attempts - 1, 0)), ceiling))
 
@@ -99,7 +130,7 @@ class DigestSender:
 
     def send(self, digest: DigestRecord, template: MessageTemplate, sender: str) -> SendOutcome:
         outcome = SendOutcome(digest.edition)
-        if not self.store.digests.claim(digest.id, self.owner, LEASE):
+        if not self._claim(digest.id):
             outcome.held_by = self.store.digests.lease_holder(digest.id)[0]
             log.info("digest %s %s is being sent by %s; not sending it here", digest.edition, digest.day, outcome.held_by)
             return outcome
@@ -112,6 +143,15 @@ class DigestSender:
         finally:
             self.store.digests.release(digest.id, self.owner)
         return outcome
+
+    def _claim(self, digest_id: int) -> bool:
+        if self.store.digests.claim(digest_id, self.owner, LEASE):
+            return True
+        holder = self.store.digests.lease_holder(digest_id)[0]
+        if holder and holder_is_dead(holder):
+            log.warning("taking over digest %s from %s, whose process is gone", digest_id, holder)
+            return self.store.digests.take_over(digest_id, holder, self.owner, LEASE)
+        return False
 
     def _fill_ledger(self, digest: DigestRecord) -> None:
         current = self.store.digests.get(digest.id)
@@ -136,7 +176,7 @@ class DigestSender:
                 return
             last_id = rows[-1].id
             self._attempts_before = {row.id: row.attempts for row in rows}
-            if not self.store.digests.claim(digest.id, self.owner, LEASE):
+            if not self._claim(digest.id):
                 outcome.error = "lost the sending lease to another process; stopping"
                 return
             for start in range(0, len(rows), chunk):

@@ -17,6 +17,8 @@ from typing import Any
 import css_inline
 import jinja2
 import nh3
+from jinja2.nodes import EvalContext
+from markupsafe import Markup, escape
 from mjml import mjml2html
 
 from publisher.config import EditionSettings, SiteSettings
@@ -233,12 +235,19 @@ class DigestRenderer:
             )
 
 
-def _if_slot(key: str, present: str, absent: str = "") -> str:
-    """Template helper: `present` when the recipient has a value for slot `key`, else `absent`."""
+@jinja2.pass_eval_context
+def _if_slot(eval_ctx: EvalContext, key: str, present: str, absent: str = "") -> str:
+    """Template helper: `present` when the recipient has a value for slot `key`, else `absent`.
+
+    In an autoescaped template both branches are escaped unless already Markup ({% set %} blocks),
+    and the result is Markup so that it is not escaped twice.
+    """
     try:
         slot = Slot(key.upper())
     except ValueError as exc:
         raise TemplateError(f"if_slot: unknown slot {key!r}; known: {', '.join(s.value for s in Slot)}") from exc
+    if eval_ctx.autoescape:
+        return Markup(conditional(slot, str(escape(present)), str(escape(absent))))
     return conditional(slot, present, absent)
 
 

@@ -16,7 +16,7 @@ import html
 import mimetypes
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import quote, urlsplit
@@ -158,7 +158,7 @@ class Feed:
     entries: tuple[FeedEntry, ...]
     subtitle: str = ""
     logo_url: str | None = None
-    hubs: tuple[str, ...] = field(default=())
+    hubs: tuple[str, ...] = ()
 
     @property
     def updated(self) -> datetime:
@@ -171,7 +171,7 @@ class Feed:
             self._fix_atom_entries(root)
         else:
             root = etree.fromstring(generator.rss_str(pretty=False), _SAFE_PARSER)
-            root = self._complete_rss(root, self_url)
+            root = self._complete_rss(root)
         xml: bytes = etree.tostring(root, encoding="UTF-8", xml_declaration=True, pretty_print=True)
         return xml
 
@@ -240,13 +240,13 @@ class Feed:
                     link.set(key, value)
                 element.insert(position + offset, link)
 
-    def _complete_rss(self, root: etree._Element, self_url: str) -> etree._Element:
+    def _complete_rss(self, root: etree._Element) -> etree._Element:
         """Add atom:link rel=hub, dc:creator, and an HTML-escaped description from plain summaries."""
         channel = root.find("channel")
         if channel is None:
             raise AssertionError("feedgen wrote RSS without a channel")
         self_links = channel.findall(f"{{{ATOM_NS}}}link")
-        anchor = channel.index(self_links[-1]) + 1 if self_links else 3
+        anchor = channel.index(self_links[-1]) + 1 if self_links else len(channel)
         for offset, hub in enumerate(self.hubs):
             link = etree.Element(f"{{{ATOM_NS}}}link", href=hub, rel="hub")
             channel.insert(anchor + offset, link)

@@ -98,7 +98,9 @@ class FeedSource:
                 f"{location} is neither http(s) nor a local file; fix {self._setting} in config.yaml",
             )
         path = local_path(location, self._base_dir)
-        return read_file(path, source_name=self.name, setting=self._setting, last_modified=state.last_modified)
+        return read_file(
+            path, source_name=self.name, setting=self._setting, last_modified=state.last_modified
+        )
 
     def _parse(self, fetched: Download) -> ParsedFeed:
         try:

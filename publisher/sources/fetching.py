@@ -76,13 +76,15 @@ def download(
     `setting` names the config key to fix in messages, e.g. "sources[site-en].url".
     Raises SourceError for every failure; a 304 gives Download(not_modified=True).
     """
-    headers = {"User-Agent": USER_AGENT, "Accept": accept}
+    headers = {"Accept": accept}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
     owned = session is None
     http = requests.Session() if session is None else session
+    if str(http.headers.get("User-Agent", "")).startswith("python-requests"):  # not chosen by the caller
+        headers["User-Agent"] = USER_AGENT
     deadline = time.monotonic() + timeout
     try:
         try:
@@ -100,7 +102,9 @@ def download(
                 "and that the server is up",
             ) from exc
         except requests.RequestException as exc:
-            raise SourceError(source_name, f"cannot fetch {url}: {exc}; check {setting} in config.yaml") from exc
+            raise SourceError(
+                source_name, f"cannot fetch {url}: {exc}; check {setting} in config.yaml"
+            ) from exc
         with response:
             if response.status_code == 304:
                 return Download(
@@ -150,7 +154,9 @@ def _read_body(
                     source_name, f"{url} did not finish sending within {timeout:g} s; retry later"
                 )
     except requests.RequestException as exc:
-        raise SourceError(source_name, f"the connection to {url} broke off ({_root_cause(exc)}); retry later") from exc
+        raise SourceError(
+            source_name, f"the connection to {url} broke off ({_root_cause(exc)}); retry later"
+        ) from exc
     return b"".join(chunks)
 
 
@@ -167,9 +173,13 @@ def read_file(path: Path, *, source_name: str, setting: str, last_modified: str 
         raise SourceError(source_name, f"{path} is not a file; check {setting} in config.yaml")
     modified = formatdate(stat.st_mtime, usegmt=True)
     if last_modified is not None and last_modified == modified:
-        return Download(body=b"", url=path.as_uri(), content_type="", last_modified=modified, not_modified=True)
+        return Download(
+            body=b"", url=path.as_uri(), content_type="", last_modified=modified, not_modified=True
+        )
     if stat.st_size > MAX_BYTES:
-        raise SourceError(source_name, f"{path} is larger than {MAX_BYTES // (1024 * 1024)} MB; is it a feed?")
+        raise SourceError(
+            source_name, f"{path} is larger than {MAX_BYTES // (1024 * 1024)} MB; is it a feed?"
+        )
     try:
         body = path.read_bytes()
     except OSError as exc:

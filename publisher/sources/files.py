@@ -1,21 +1,21 @@
 """A directory of articles: Markdown files with YAML front matter, or JSON files with the same keys.
 
-    ---
-    title: Water talks open in Amman
-    date: 2024-12-02 08:30          # site time zone unless it names an offset
-    language: en
-    section: politics
-    author: Rana Haddad
-    source: Levant - Agencies       # the credit line
-    image: /media/2024/12/02/amman-talks.jpg
-    image_caption: Delegates arrive at the conference centre
-    image_alt: Delegates walking into a conference hall
-    summary: One or two plain sentences.
-    url: /en/water-talks-amman      # optional; default: <site>/<language>/<file-name-slug>
-    id: water-talks-amman           # optional; default: the URL
-    updated: 2024-12-02 10:00       # optional
-    ---
-    Body in Markdown.
+---
+title: Water talks open in Amman
+date: 2024-12-02 08:30          # site time zone unless it names an offset
+language: en
+section: politics
+author: Rana Haddad
+source: Levant - Agencies       # the credit line
+image: /media/2024/12/02/amman-talks.jpg
+image_caption: Delegates arrive at the conference centre
+image_alt: Delegates walking into a conference hall
+summary: One or two plain sentences.
+url: /en/water-talks-amman      # optional; default: <site>/<language>/<file-name-slug>
+id: water-talks-amman           # optional; default: the URL
+updated: 2024-12-02 10:00       # optional
+---
+Body in Markdown.
 """
 
 from __future__ import annotations
@@ -123,7 +123,9 @@ class FilesSource:
                 "(a relative path is relative to config.yaml's directory)",
             )
         if not self.directory.is_dir():
-            raise SourceError(self.name, f"{self.directory} is not a directory; check {setting} in config.yaml")
+            raise SourceError(
+                self.name, f"{self.directory} is not a directory; check {setting} in config.yaml"
+            )
         try:
             return sorted(
                 path
@@ -133,13 +135,17 @@ class FilesSource:
                 and not any(part.startswith((".", "_")) for part in path.relative_to(self.directory).parts)
             )
         except OSError as exc:
-            raise SourceError(self.name, f"cannot list {self.directory}: {exc.strerror}; check permissions") from exc
+            raise SourceError(
+                self.name, f"cannot list {self.directory}: {exc.strerror}; check permissions"
+            ) from exc
 
     def _read(self, path: Path, where: str) -> tuple[RawItem | None, list[str]]:
         try:
             text = path.read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
         except UnicodeDecodeError as exc:
-            raise ItemSkipped(f"{where}: skipped: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+            raise ItemSkipped(
+                f"{where}: skipped: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            ) from exc
         except OSError as exc:
             raise ItemSkipped(f"{where}: skipped: cannot read it ({exc.strerror})") from exc
         if path.suffix.lower() == ".json":

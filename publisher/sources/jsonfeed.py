@@ -25,9 +25,11 @@ def parse_json_feed(body: bytes, *, url: str) -> ParsedFeed:
     except UnicodeDecodeError as exc:
         raise FeedParseError(f"it is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
-        raise FeedParseError(f"it is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+        raise FeedParseError(
+            f"it is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
     if not isinstance(document, dict) or not str(document.get("version", "")).startswith(_VERSION_PREFIX):
-        raise FeedParseError(f"it is JSON but not a JSON Feed (no \"version\": \"{_VERSION_PREFIX}1.1\")")
+        raise FeedParseError(f'it is JSON but not a JSON Feed (no "version": "{_VERSION_PREFIX}1.1")')
     entries = document.get("items")
     if not isinstance(entries, list):
         raise FeedParseError('it is a JSON Feed without an "items" list')

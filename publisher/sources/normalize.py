@@ -150,7 +150,7 @@ def parse_datetime(text: str | None) -> datetime | None:
     if parsed is None:
         return None
     try:
-        naive = datetime(*parsed[:6])  # type: ignore[misc]
+        naive = datetime(*parsed[:6])
     except (TypeError, ValueError):
         return None
     # parsedate_tz reports offset 0 both for "GMT" and for no zone at all: look at the text itself.

@@ -61,7 +61,9 @@ class _PageFacts(HTMLParser):
         if tag == "html" and attributes.get("lang"):
             self.language = attributes["lang"]
         elif tag == "meta":
-            key = (attributes.get("property") or attributes.get("name") or attributes.get("itemprop") or "").lower()
+            key = (
+                attributes.get("property") or attributes.get("name") or attributes.get("itemprop") or ""
+            ).lower()
             if key and "content" in attributes:
                 self.meta.setdefault(key, attributes["content"])
         elif tag == "link" and "canonical" in attributes.get("rel", "").lower().split():
@@ -234,6 +236,10 @@ def _escape(text: str | None) -> str | None:
 def _without_leading_title(body: str, title: str | None) -> str:
     """trafilatura keeps the page's <h1>; the title is shown separately, so a duplicate is removed."""
     match = _LEADING_HEADING.match(body)
-    if match and title and collapse_whitespace(re.sub(r"<[^>]+>", "", match.group(1))) == collapse_whitespace(title):
+    if (
+        match
+        and title
+        and collapse_whitespace(re.sub(r"<[^>]+>", "", match.group(1))) == collapse_whitespace(title)
+    ):
         return body[match.end() :]
     return body

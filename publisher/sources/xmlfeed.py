@@ -93,7 +93,7 @@ def _entry_datetime(entry: Any, key: str) -> datetime | None:
         return moment
     struct = entry.get(f"{key}_parsed")
     if struct:
-        return datetime(*struct[:6], tzinfo=UTC)
+        return datetime(struct[0], struct[1], struct[2], struct[3], struct[4], struct[5], tzinfo=UTC)
     return None
 
 
@@ -160,7 +160,9 @@ def _raw_item(entry: Any, index: int, base: str, caption: str | None) -> RawItem
             or _detail_language(entry.get("title_detail"))
             or _detail_language(entry.get("summary_detail"))
         ),
-        section=next((t.get("term") or t.get("label") for t in tags if t.get("term") or t.get("label")), None),
+        section=next(
+            (t.get("term") or t.get("label") for t in tags if t.get("term") or t.get("label")), None
+        ),
         author=author_detail.get("name") or entry.get("author"),
         source_credit=source.get("title") if isinstance(source, dict) else None,
         summary_html=summary_html,

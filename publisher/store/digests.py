@@ -161,6 +161,16 @@ class DigestRepository:
             )
             return bool(result.rowcount)
 
+    def take_over(self, digest_id: int, dead_owner: str, owner: str, lease: timedelta) -> bool:
+        """Take the lease from a holder known to be dead (its process is gone), atomically."""
+        with self._engine.begin() as connection:
+            result = connection.execute(
+                update(digests)
+                .where(digests.c.id == digest_id, digests.c.lease_owner == dead_owner)
+                .values(lease_owner=owner, lease_until=datetime.now(UTC) + lease)
+            )
+            return bool(result.rowcount)
+
     def release(self, digest_id: int, owner: str) -> None:
         with self._engine.begin() as connection:
             connection.execute(

@@ -44,7 +44,8 @@ class Scripted:
     """A reply the server gives for one recipient instead of accepting."""
 
     reply: str  # a full reply line such as "550 5.1.1 no such user", or DROP
-    at: Literal["rcpt", "data"] = "rcpt"  # answer RCPT TO, or the end of DATA (after the bytes arrive)
+    # which step answers: MAIL FROM (the key is then the sender), RCPT TO, or the end of DATA
+    at: Literal["mail", "rcpt", "data"] = "rcpt"
     times: int | None = None  # how many times; None: always
 
 
@@ -79,6 +80,7 @@ class RecordingSmtpServer:
         certificate_dir: Path | None = None,
         auth: tuple[str, str] | None = None,
         keep_messages: bool = True,
+        queue_ids: bool = True,
         on_message: Callable[[ReceivedMessage], None] | None = None,
         port: int = 0,
     ) -> None:
@@ -88,6 +90,7 @@ class RecordingSmtpServer:
         self.tls = tls
         self.auth = auth
         self.keep_messages = keep_messages
+        self.queue_ids = queue_ids
         self.on_message = on_message
         self._scripts = {
             address.lower(): reply if isinstance(reply, Scripted) else Scripted(reply)
@@ -169,6 +172,12 @@ class RecordingSmtpServer:
         with self._lock:
             return self._logins_refused
 
+    def refuse_new_connections(self) -> None:
+        """Stop listening (callable from any thread, hooks included); open connections stay."""
+        controller = self._controller
+        if isinstance(controller.server, asyncio.Server):
+            controller.loop.call_soon_threadsafe(controller.server.close)
+
     def wait_for(self, count: int, timeout: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -192,6 +201,16 @@ class RecordingSmtpServer:
         session.host_name = hostname
         self._count_connection(server)
         return f"250 {server.hostname}"
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        scripted = self._take(address, "mail")
+        if scripted is not None:
+            return self._misbehave(server, scripted)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -219,7 +238,8 @@ class RecordingSmtpServer:
                 rcpt_tos=tuple(envelope.rcpt_tos),
                 data=bytes(data),
                 connection=getattr(server, "_recording_connection", 0),
-                tls=session.ssl is not None,
+                # session.ssl is set only after STARTTLS; the transport knows about implicit TLS too
+                tls=server.transport is not None and server.transport.get_extra_info("ssl_object") is not None,
                 authenticated_as=session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None,
                 queue_id=queue_id,
             )
@@ -229,7 +249,7 @@ class RecordingSmtpServer:
             self.on_message(message)
         if self.disconnect_after is not None and number == self.disconnect_after:
             _close_after_reply(server)
-        return f"250 2.0.0 Ok: queued as {queue_id}"
+        return f"250 2.0.0 Ok: queued as {queue_id}" if self.queue_ids else "250 2.0.0 Ok"
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
@@ -276,7 +296,8 @@ class RecordingSmtpServer:
         kwargs: dict[str, Any] = {"server_hostname": "recording.test", "ready_timeout": 10.0}
         if self.auth is not None:
             kwargs["authenticator"] = self._authenticate
-            kwargs["auth_require_tls"] = self.tls != "none"
+            # aiosmtpd counts only STARTTLS as TLS for AUTH; implicit TLS is encrypted from the start
+            kwargs["auth_require_tls"] = self.tls == "starttls"
         if self.tls == "starttls":
             assert self.certificate is not None
             kwargs["tls_context"] = self.certificate.server_context()
@@ -298,6 +319,6 @@ class _EphemeralPortController(Controller):
     """aiosmtpd's Controller probes self.port after binding; with port 0 read the real one first."""
 
     def _trigger_server(self) -> None:
-        assert self.server is not None
+        assert isinstance(self.server, asyncio.Server)
         self.port = self.server.sockets[0].getsockname()[1]
         super()._trigger_server()

@@ -1,0 +1,325 @@
+"""Per-subscriber MIME bytes from one rendered digest, fast.
+
+Everything that is the same for every subscriber (headers, boundaries, both bodies encoded as
+quoted-printable) is built once, split at the slots. Per recipient only the small values are
+encoded (To, Message-ID, List-Unsubscribe, the slot values) and the pieces joined: tens of thousands
+of messages a second instead of the ~300/s of an EmailMessage per subscriber.
+
+How the bodies stay valid: every static quoted-printable segment and every encoded value ends with a
+soft line break ("=\\r\\n") unless it already ends a line, so each piece starts at column 0 and no line
+exceeds 76 characters, whatever is filled in.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import html
+import re
+from datetime import datetime, timezone
+from email.utils import format_datetime
+
+from publisher.models import Recipient, RenderedDigest
+from publisher.render.slots import SLOT_PATTERN, Slot, conditional_keys, resolve_conditionals
+
+CRLF = b"\r\n"
+SOFT_BREAK = b"=\r\n"
+QP_LINE = 76  # RFC 2045: encoded lines at most 76 characters, CRLF excluded
+_WORD_BYTES = 45  # raw bytes per RFC 2047 encoded word: 60 base64 chars, 72 with =?utf-8?b?...?=
+
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
+_URL = re.compile(r"https?://[\x21-\x7e]+", re.IGNORECASE)
+_LANGUAGE = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
+_ATOM_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+# A hole in the message: a header value or a slot value in one of the two parts.
+_TO, _MESSAGE_ID_HOLE, _LIST_UNSUBSCRIBE = "to", "message-id", "list-unsubscribe"
+_Hole = tuple[str, bool]  # (slot key or header name, in the HTML part)
+
+
+class MessageTemplate:
+    """One digest's message, ready to be personalized for each recipient."""
+
+    def __init__(self, *, head: list[bytes | _Hole], text: str, html_body: str, tail: bytes, middle: bytes,
+                 mailto: str | None) -> None:
+        self._head = head
+        self._text = text
+        self._html = html_body
+        self._middle = middle
+        self._tail = tail
+        self._mailto = mailto
+        self._conditions = sorted(conditional_keys(text) | conditional_keys(html_body))
+        self._variants: dict[frozenset[str], tuple[list[bytes], list[tuple[int, _Hole]]]] = {}
+
+    @classmethod
+    def build(
+        cls,
+        digest: RenderedDigest,
+        *,
+        sender: str,
+        reply_to: str | None,
+        list_id: str,
+        list_unsubscribe_mailto: str | None,
+        date: datetime | None = None,
+    ) -> MessageTemplate:
+        """Encode what every copy shares. Raises ValueError for an unusable address or header value."""
+        when = date or datetime.now(timezone.utc)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        language = digest.language.strip()
+        if not _LANGUAGE.fullmatch(language):
+            raise ValueError(f"not a language tag: {language!r}")
+        mailto = _mailto(list_unsubscribe_mailto) if list_unsubscribe_mailto else None
+        boundary = "=_pub_" + hashlib.sha256((digest.html + digest.text).encode("utf-8")).hexdigest()[:32]
+        head: list[bytes | _Hole] = [
+            b"From: " + mailbox(sender) + CRLF + b"To: ",
+            (_TO, False),
+            CRLF + b"Subject: " + encode_unstructured(digest.subject, len("Subject: ")) + CRLF,
+            b"Date: " + format_datetime(when).encode("ascii") + CRLF,
+            b"Message-ID: ",
+            (_MESSAGE_ID_HOLE, False),
+            CRLF,
+        ]
+        if reply_to:
+            head.append(b"Reply-To: " + mailbox(reply_to) + CRLF)
+        head += [
+            b"List-Id: " + _list_id(list_id) + CRLF,
+            b"List-Unsubscribe: ",
+            (_LIST_UNSUBSCRIBE, False),
+            CRLF + b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" + CRLF,
+            b"MIME-Version: 1.0" + CRLF,
+            b"Content-Language: " + language.encode("ascii") + CRLF,
+            f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode("ascii"),
+            _part_head(boundary, "text/plain"),
+        ]
+        middle = CRLF + _part_head(boundary, "text/html")
+        tail = CRLF + f"--{boundary}--".encode("ascii") + CRLF
+        return cls(head=head, text=digest.text, html_body=digest.html, middle=middle, tail=tail, mailto=mailto)
+
+    def personalize(self, recipient: Recipient) -> bytes:
+        """The complete RFC 5322 message (CRLF) for one recipient. ValueError for unusable input."""
+        address = check_address(recipient.email)
+        name = clean(recipient.name)
+        if not _MESSAGE_ID.fullmatch(recipient.message_id):
+            raise ValueError(f"not a Message-ID (<local@domain>): {recipient.message_id!r}")
+        unsubscribe = check_url(recipient.unsubscribe_url, "unsubscribe_url")
+        values = {
+            Slot.UNSUBSCRIBE_URL.value: unsubscribe,
+            Slot.PREFERENCES_URL.value: check_url(recipient.preferences_url, "preferences_url"),
+            Slot.NAME.value: name,
+            Slot.EMAIL.value: address,
+        }
+        parts, holes = self._variant(frozenset(key for key in self._conditions if values.get(key)))
+        filled = parts.copy()
+        encoded: dict[_Hole, bytes] = {}
+        for index, hole in holes:
+            piece = encoded.get(hole)
+            if piece is None:
+                key, in_html = hole
+                if key == _TO:
+                    piece = mailbox_from(name, address)
+                elif key == _MESSAGE_ID_HOLE:
+                    piece = recipient.message_id.encode("ascii")
+                elif key == _LIST_UNSUBSCRIBE:
+                    piece = b"<" + unsubscribe.encode("ascii") + b">"
+                    if self._mailto:
+                        piece += b",\r\n <" + self._mailto.encode("ascii") + b">"
+                else:
+                    value = values[key]
+                    piece = encode_qp_piece(html.escape(value, quote=True) if in_html else value)
+                encoded[hole] = piece
+            filled[index] = piece
+        return b"".join(filled)
+
+    # --- inside -------------------------------------------------------------------------------
+
+    def _variant(self, present: frozenset[str]) -> tuple[list[bytes], list[tuple[int, _Hole]]]:
+        """The flattened message for one combination of conditional blocks (built once, cached)."""
+        cached = self._variants.get(present)
+        if cached is not None:
+            return cached
+        flags = {key: key in present for key in self._conditions}
+        pieces: list[bytes | _Hole] = list(self._head)
+        pieces += qp_pieces(resolve_conditionals(self._text, flags), in_html=False)
+        pieces.append(self._middle)
+        pieces += qp_pieces(resolve_conditionals(self._html, flags), in_html=True)
+        pieces.append(self._tail)
+        parts: list[bytes] = []
+        holes: list[tuple[int, _Hole]] = []
+        for piece in _merge_static(pieces):
+            if isinstance(piece, bytes):
+                parts.append(piece)
+            else:
+                holes.append((len(parts), piece))
+                parts.append(b"")
+        self._variants[present] = (parts, holes)
+        return parts, holes
+
+
+def _merge_static(pieces: list[bytes | _Hole]) -> list[bytes | _Hole]:
+    """Join neighbouring static byte strings: fewer pieces, faster joins."""
+    merged: list[bytes | _Hole] = []
+    for piece in pieces:
+        if isinstance(piece, bytes) and merged and isinstance(merged[-1], bytes):
+            merged[-1] = merged[-1] + piece
+        elif not (isinstance(piece, bytes) and not piece):
+            merged.append(piece)
+    return merged
+
+
+def _part_head(boundary: str, media_type: str) -> bytes:
+    return (
+        f"--{boundary}\r\nContent-Type: {media_type}; charset=\"utf-8\"\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    ).encode("ascii")
+
+
+# --- quoted-printable -----------------------------------------------------------------------------
+
+
+def qp_pieces(body: str, *, in_html: bool) -> list[bytes | _Hole]:
+    """A body as quoted-printable static pieces and slot holes, decoding back to exactly `body`
+    (the CRLF that follows belongs to the next boundary)."""
+    text = body.replace("\r\n", "\n").replace("\r", "\n")
+    chunks = SLOT_PATTERN.split(text)  # static, key, static, key, ..., static
+    pieces: list[bytes | _Hole] = []
+    for position, chunk in enumerate(chunks):
+        if position % 2:
+            pieces.append((chunk, in_html))
+        elif chunk:
+            last = position == len(chunks) - 1
+            pieces.append(_qp(chunk) if last else encode_qp_piece(chunk))
+    return pieces
+
+
+def _qp(text: str) -> bytes:
+    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", CRLF)
+
+
+def encode_qp_piece(text: str) -> bytes:
+    """Quoted-printable for a piece followed by more text: it ends at column 0 (soft break added)."""
+    if not text:
+        return b""
+    encoded = _qp(text)
+    if encoded.endswith(CRLF):
+        return encoded
+    start = encoded.rfind(b"\n") + 1
+    last = encoded[start:]
+    if len(last) < QP_LINE:
+        return encoded + SOFT_BREAK
+    cut = QP_LINE - 1
+    if last[cut - 1 : cut] == b"=":  # never split an =XX escape
+        cut -= 1
+    elif last[cut - 2 : cut - 1] == b"=":
+        cut -= 2
+    return encoded[:start] + last[:cut] + SOFT_BREAK + last[cut:] + SOFT_BREAK
+
+
+# --- headers ----------------------------------------------------------------------------------------
+
+
+def clean(value: str) -> str:
+    """One line: CR, LF and other controls become spaces, so no value can start a header."""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def check_address(address: str) -> str:
+    """A bare addr-spec we can put in a header; ValueError for CR/LF, <>, spaces or non-ASCII."""
+    candidate = address.strip()
+    if not _ADDRESS.fullmatch(candidate):
+        raise ValueError(f"not a usable email address: {address!r}")
+    return candidate
+
+
+def check_url(url: str, what: str) -> str:
+    """An absolute http(s) URL without spaces, quotes or angle brackets (ValueError otherwise)."""
+    if not _URL.fullmatch(url) or any(c in url for c in '<>"') or len(url) > 900:
+        raise ValueError(f"{what} must be an absolute http(s) URL without spaces or <>: {url!r}")
+    return url
+
+
+def _mailto(value: str) -> str:
+    target = value.strip()
+    if not target.lower().startswith("mailto:"):
+        target = "mailto:" + target
+    check_address(target[len("mailto:") :].split("?", 1)[0])
+    if any(c in target for c in "<> \t\r\n"):
+        raise ValueError(f"list_unsubscribe_mailto has spaces or <>: {value!r}")
+    return target if "?" in target else target + "?subject=unsubscribe"
+
+
+def _list_id(value: str) -> bytes:
+    """List-Id: "<id>" or "Phrase <id>" (RFC 2919); the id is dot-atom text."""
+    match = re.fullmatch(r"\s*(?:(.*?)\s*)?<([^<>]*)>\s*|\s*([^<>\s]+)\s*", value)
+    list_id = match and (match.group(2) or match.group(3))
+    if not match or not list_id or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+", list_id):
+        raise ValueError(f"list_id must look like 'digest.example.org' (RFC 2919): {value!r}")
+    phrase = clean(match.group(1) or "")
+    prefix = encode_phrase(phrase) + b" " if phrase else b""
+    return prefix + b"<" + list_id.encode("ascii") + b">"
+
+
+def mailbox(value: str) -> bytes:
+    """'Name <addr>' or 'addr' as header bytes (display name RFC 2047-encoded when needed)."""
+    text = value.strip()
+    match = re.fullmatch(r"(.*?)\s*<([^<>]*)>", text, re.DOTALL)
+    if match:
+        name = match.group(1).strip()
+        if len(name) >= 2 and name[0] == name[-1] == '"':
+            name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        return mailbox_from(clean(name), check_address(match.group(2)))
+    return check_address(text).encode("ascii")
+
+
+def mailbox_from(name: str, address: str) -> bytes:
+    """A mailbox from a cleaned display name (may be empty) and a checked address."""
+    if not name:
+        return address.encode("ascii")
+    return encode_phrase(name) + b" <" + address.encode("ascii") + b">"
+
+
+def encode_phrase(name: str) -> bytes:
+    """A display name: as is when it is plain ASCII, quoted when it has specials, else RFC 2047."""
+    if name.isascii() and name.isprintable():
+        if not _ATOM_SPECIALS.search(name):
+            return name.encode("ascii")
+        return b'"' + name.replace("\\", "\\\\").replace('"', '\\"').encode("ascii") + b'"'
+    return _encoded_words(name)
+
+
+def encode_unstructured(value: str, used: int) -> bytes:
+    """Subject-like text on one logical line: ASCII folded at spaces, anything else RFC 2047."""
+    text = clean(value)
+    if text.isascii():
+        return _fold_ascii(text, used)
+    return _encoded_words(text)
+
+
+def _fold_ascii(text: str, used: int) -> bytes:
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        if line and used + len(line) + 1 + len(word) > 78:
+            lines.append(line)
+            line, used = word, 1
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "\r\n ".join(lines).encode("ascii")
+
+
+def _encoded_words(text: str) -> bytes:
+    """UTF-8 base64 encoded words of at most 75 characters, folded, never splitting a character."""
+    words: list[bytes] = []
+    chunk = b""
+    for char in text:
+        data = char.encode("utf-8")
+        if len(chunk) + len(data) > _WORD_BYTES:
+            words.append(b"=?utf-8?b?" + binascii.b2a_base64(chunk, newline=False) + b"?=")
+            chunk = b""
+        chunk += data
+    if chunk:
+        words.append(b"=?utf-8?b?" + binascii.b2a_base64(chunk, newline=False) + b"?=")
+    return b"\r\n ".join(words)

@@ -1,0 +1,5 @@
+"""Sources: fetch, parse and normalize articles (feeds, a directory of files, article pages)."""
+
+from publisher.sources.base import Source, build_source
+
+__all__ = ["Source", "build_source"]

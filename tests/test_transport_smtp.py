@@ -1,0 +1,297 @@
+"""SmtpTransport against a real SMTP server (aiosmtpd on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from publisher.config import SmtpSettings
+from publisher.delivery.mail import SmtpTransport, build_transport
+from publisher.errors import TransportUnavailable
+from publisher.models import OutgoingMessage
+from tests.support.messages import sample_message
+from tests.support.smtp import DROP, RecordingSmtpServer, Scripted
+from tests.support.smtp_sink import SmtpSinkProcess, read_record
+from tests.support.tls import Certificate, TlsUnavailable, self_signed_certificate
+
+USER, PASSWORD = "mailer", "s3cret-Pa55word"
+
+
+@pytest.fixture
+def server() -> Iterator[RecordingSmtpServer]:
+    with RecordingSmtpServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    try:
+        return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    except TlsUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def messages(*recipients: str, size: int = 2_000, start: int = 1) -> list[OutgoingMessage]:
+    return [sample_message(start + i, r, size=size) for i, r in enumerate(recipients)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- the happy path ------------------------------------------------------------------------------
+
+
+def test_messages_arrive_byte_exact_with_their_envelope(server: RecordingSmtpServer) -> None:
+    batch = messages("ali@example.test", "sara@example.test", size=25_000)
+    assert all(b"\r\n.leading dot line" in m.data for m in batch)  # dot-stuffing is exercised
+
+    with SmtpTransport(server.settings()) as transport:
+        report = transport.send(batch)
+
+    assert [r.ok for r in report.results] == [True, True]
+    received = server.messages
+    assert [m.data for m in received] == [m.data for m in batch]
+    assert [(m.mail_from, m.rcpt_tos) for m in received] == [(b.sender, (b.recipient,)) for b in batch]
+    # the provider id is the server's queue id from the reply to DATA
+    assert [r.provider_message_id for r in report.results] == [m.queue_id for m in received]
+    assert [r.delivery_id for r in report.results] == [m.delivery_id for m in batch]
+
+
+def test_without_a_queue_id_the_message_id_is_the_provider_id() -> None:
+    with RecordingSmtpServer(queue_ids=False) as server, SmtpTransport(server.settings()) as transport:
+        report = transport.send(messages("ali@example.test"))
+    assert report.results[0].provider_message_id == "<1.digest@news.example.test>"
+
+
+def test_one_connection_carries_fifty_messages_across_batches(server: RecordingSmtpServer) -> None:
+    recipients = [f"reader{i}@example.test" for i in range(50)]
+    with SmtpTransport(server.settings()) as transport:
+        for start in range(0, 50, 10):
+            report = transport.send(messages(*recipients[start : start + 10], start=start + 1))
+            assert report.sent == 10
+        assert transport.connections_opened == 1
+    assert server.connections == 1
+    assert [m.rcpt_tos[0] for m in server.messages] == recipients
+
+
+def test_an_empty_batch_opens_no_connection(server: RecordingSmtpServer) -> None:
+    with SmtpTransport(server.settings()) as transport:
+        assert transport.send([]).results == []
+        assert not transport.connected
+    assert server.connections == 0
+
+
+def test_close_is_idempotent_and_a_later_send_reconnects(server: RecordingSmtpServer) -> None:
+    transport = SmtpTransport(server.settings())
+    transport.send(messages("a@example.test"))
+    transport.close()
+    transport.close()
+    assert transport.send(messages("b@example.test", start=2)).sent == 1
+    transport.close()
+    assert server.connections == 2
+
+
+def test_a_non_ascii_recipient_goes_out_with_smtputf8(server: RecordingSmtpServer) -> None:
+    with SmtpTransport(server.settings()) as transport:
+        report = transport.send(messages("أحمد@example.test"))
+    assert report.results[0].ok, report.results[0].error
+    assert server.messages[0].rcpt_tos == ("أحمد@example.test",)
+
+
+# --- refusals ------------------------------------------------------------------------------------
+
+
+def test_450_is_temporary_550_permanent_and_the_rest_of_the_batch_still_goes() -> None:
+    replies = {"busy@example.test": "450 4.2.1 Mailbox busy", "gone@example.test": "550 5.1.1 No such user"}
+    with RecordingSmtpServer(replies=replies) as server, SmtpTransport(server.settings()) as transport:
+        report = transport.send(messages("a@example.test", "busy@example.test", "gone@example.test", "b@example.test"))
+
+    ok, busy, gone, last = report.results
+    assert ok.ok and last.ok
+    assert (busy.ok, busy.temporary) == (False, True)
+    assert busy.error is not None and "450 4.2.1 Mailbox busy" in busy.error and "RCPT" in busy.error
+    assert (gone.ok, gone.temporary) == (False, False)
+    assert gone.error is not None and "550 5.1.1 No such user" in gone.error
+    assert [m.rcpt_tos[0] for m in server.messages] == ["a@example.test", "b@example.test"]
+    assert server.connections == 1  # RSET, not a new connection, after each refusal
+
+
+def test_refusals_at_the_end_of_data_are_classified_too() -> None:
+    replies = {
+        "full@example.test": Scripted("452 4.3.1 Insufficient storage", at="data"),
+        "spam@example.test": Scripted("554 5.7.1 Message rejected as spam", at="data"),
+    }
+    with RecordingSmtpServer(replies=replies) as server, SmtpTransport(server.settings()) as transport:
+        report = transport.send(messages("full@example.test", "spam@example.test", "ok@example.test"))
+    full, spam, ok = report.results
+    assert (full.ok, full.temporary) == (False, True) and "452" in (full.error or "")
+    assert (spam.ok, spam.temporary) == (False, False) and "554 5.7.1" in (spam.error or "")
+    assert ok.ok
+    assert len(server.messages) == 1
+
+
+def test_a_refused_sender_never_fails_the_recipient_permanently() -> None:
+    replies = {"digest@news.example.test": Scripted("553 5.7.1 Sender not owned by user", at="mail")}
+    with RecordingSmtpServer(replies=replies) as server, SmtpTransport(server.settings()) as transport:
+        report = transport.send(messages("a@example.test"))
+    result = report.results[0]
+    assert (result.ok, result.temporary) == (False, True)
+    assert result.error is not None and "553" in result.error and "from address" in result.error
+
+
+def test_a_malformed_address_fails_permanently_without_touching_the_server(server: RecordingSmtpServer) -> None:
+    bad = OutgoingMessage(9, "digest@news.example.test", "x@example.test>\r\nRCPT TO:<y@example.test", "<9@x>", b"x\r\n")
+    with SmtpTransport(server.settings()) as transport:
+        report = transport.send([bad])
+    assert (report.results[0].ok, report.results[0].temporary) == (False, False)
+    assert server.connections == 0
+
+
+# --- broken connections --------------------------------------------------------------------------
+
+
+def test_a_connection_closed_by_the_server_is_reopened_and_no_message_is_lost_or_doubled() -> None:
+    recipients = [f"r{i}@example.test" for i in range(6)]
+    with RecordingSmtpServer(disconnect_after=3) as server, SmtpTransport(server.settings()) as transport:
+        report = transport.send(messages(*recipients))
+    assert report.sent == 6
+    assert [m.rcpt_tos[0] for m in server.messages] == recipients
+    assert server.connections == 2
+
+
+def test_a_connection_dropped_during_data_is_retried_on_a_new_one() -> None:
+    replies = {"r1@example.test": Scripted(DROP, at="data", times=1)}
+    with RecordingSmtpServer(replies=replies) as server, SmtpTransport(server.settings()) as transport:
+        report = transport.send(messages("r0@example.test", "r1@example.test", "r2@example.test"))
+    assert [r.ok for r in report.results] == [True, True, True]
+    assert [m.rcpt_tos[0] for m in server.messages] == ["r0@example.test", "r1@example.test", "r2@example.test"]
+    assert server.connections == 2
+
+
+def test_a_421_makes_the_transport_reconnect_and_retry_once() -> None:
+    replies = {
+        "once@example.test": Scripted("421 4.7.0 Try again later, closing connection", times=1),
+        "always@example.test": Scripted("421 4.7.0 Too busy, closing connection"),
+    }
+    with RecordingSmtpServer(replies=replies) as server, SmtpTransport(server.settings()) as transport:
+        report = transport.send(messages("once@example.test", "always@example.test", "after@example.test"))
+    once, always, after = report.results
+    assert once.ok
+    assert (always.ok, always.temporary) == (False, True) and "421" in (always.error or "")
+    assert after.ok
+    assert [m.rcpt_tos[0] for m in server.messages] == ["once@example.test", "after@example.test"]
+
+
+def test_a_server_gone_mid_batch_leaves_the_rest_pending_without_raising() -> None:
+    server = RecordingSmtpServer(disconnect_after=1)
+    server.on_message = lambda _message: server.refuse_new_connections()
+    with server, SmtpTransport(server.settings()) as transport:
+        report = transport.send(messages("a@example.test", "b@example.test", "c@example.test"))
+    first, *rest = report.results
+    assert first.ok
+    assert [(r.ok, r.temporary) for r in rest] == [(False, True), (False, True)]
+    assert all("not attempted" in (r.error or "") for r in rest)
+    assert len(server.messages) == 1
+
+
+def test_no_answer_within_the_timeout_is_temporary_and_not_retried_at_once() -> None:
+    with RecordingSmtpServer(delay=0.6) as server:
+        transport = SmtpTransport(server.settings(timeout=0.2))
+        started = time.monotonic()
+        report = transport.send(messages("slow@example.test"))
+        elapsed = time.monotonic() - started
+        transport.close()
+    result = report.results[0]
+    assert (result.ok, result.temporary) == (False, True)
+    assert "0.2 s" in (result.error or "") and "mail.transport.timeout" in (result.error or "")
+    assert elapsed < 0.55  # one timeout, no immediate retry
+    assert not transport.connected
+
+
+# --- cannot start at all -------------------------------------------------------------------------
+
+
+def test_nothing_listening_raises_transport_unavailable_naming_host_and_port() -> None:
+    port = free_port()
+    settings = SmtpSettings(kind="smtp", host="127.0.0.1", port=port, security="none", timeout=2)
+    started = time.monotonic()
+    with pytest.raises(TransportUnavailable) as raised, SmtpTransport(settings) as transport:
+        transport.send(messages("a@example.test"))
+    assert time.monotonic() - started < 1.5
+    text = str(raised.value)
+    assert f"127.0.0.1:{port}" in text and "mail.transport.host" in text
+
+
+def test_starttls_with_login(certificate: Certificate, tmp_path: Path) -> None:
+    with RecordingSmtpServer(tls="starttls", certificate=certificate, auth=(USER, PASSWORD)) as server:
+        with SmtpTransport(server.settings(), ssl_context=certificate.client_context()) as transport:
+            report = transport.send(messages("a@example.test", "b@example.test"))
+        assert report.sent == 2
+        assert all(m.tls and m.authenticated_as == USER for m in server.messages)
+        assert server.connections == 1
+
+
+def test_implicit_tls_with_login(certificate: Certificate) -> None:
+    with RecordingSmtpServer(tls="implicit", certificate=certificate, auth=(USER, PASSWORD)) as server:
+        assert server.settings().security == "tls"
+        with SmtpTransport(server.settings(), ssl_context=certificate.client_context()) as transport:
+            report = transport.send(messages("a@example.test"))
+        assert report.sent == 1
+        assert server.messages[0].tls and server.messages[0].authenticated_as == USER
+
+
+def test_an_untrusted_certificate_is_refused_with_a_remedy(certificate: Certificate) -> None:
+    with RecordingSmtpServer(tls="starttls", certificate=certificate) as server:
+        transport = SmtpTransport(server.settings(), ssl_context=ssl.create_default_context(cafile=None))
+        with pytest.raises(TransportUnavailable, match="certificate"):
+            transport.send(messages("a@example.test"))
+        assert server.messages == []
+
+
+def test_a_refused_login_names_the_settings_and_never_the_password(
+    certificate: Certificate, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with RecordingSmtpServer(tls="starttls", certificate=certificate, auth=(USER, "the-real-one")) as server:
+        transport = SmtpTransport(server.settings(password=PASSWORD), ssl_context=certificate.client_context())
+        with pytest.raises(TransportUnavailable) as raised:
+            transport.send(messages("a@example.test"))
+        assert server.logins_refused >= 1  # smtplib tries PLAIN, then LOGIN
+        assert server.messages == []
+    text = str(raised.value)
+    assert "mail.transport.password" in text and repr(USER) in text
+    assert PASSWORD not in text and PASSWORD not in caplog.text
+
+
+def test_build_transport_gives_smtp_for_smtp_settings(server: RecordingSmtpServer, tmp_path: Path) -> None:
+    with build_transport(server.settings(), base_dir=tmp_path) as transport:
+        assert isinstance(transport, SmtpTransport)
+        assert transport.send(messages("a@example.test")).sent == 1
+
+
+# --- the sink as a separate process --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_sink_process_records_each_recipient_and_message_id(tmp_path: Path) -> None:
+    record = tmp_path / "received.txt"
+    rejects = {"gone@example.test": "550 5.1.1 No such user"}
+    with SmtpSinkProcess(record=record, rejects=rejects) as sink:
+        settings = SmtpSettings(kind="smtp", host=sink.host, port=sink.port, security="none", timeout=5)
+        with SmtpTransport(settings) as transport:
+            report = transport.send(messages("a@example.test", "gone@example.test", "b@example.test"))
+        assert read_record(record) == [
+            ("a@example.test", "<1.digest@news.example.test>"),
+            ("b@example.test", "<3.digest@news.example.test>"),
+        ]
+    assert [r.ok for r in report.results] == [True, False, True]
+    assert sink.final_line == "STOPPED received=2 connections=1"
