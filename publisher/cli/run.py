@@ -121,7 +121,7 @@ def print_summary(summary: RunSummary) -> None:
     console.print(table)
     if summary.feeds:
         for item in summary.feeds.published:
-            console.print(f"feed {item.path} ({'written' if item.changed else 'unchanged'})", highlight=False)
+            console.print(f"feed {item.path} ({'written' if item.changed else 'unchanged'})", highlight=False, soft_wrap=True)
         for error in summary.feeds.errors:
             console.print(f"[red]feed error:[/] {error}", highlight=False)
 
@@ -140,6 +140,8 @@ def run(config_path: Path, day_text: str | None, dry_run: bool) -> None:
         summary = run_day(config, store, day, dry_run=dry_run, stop=stop, progress=progress)
     print_summary(summary)
     interrupted = any(e.send and e.send.interrupted for e in summary.editions)
+    if interrupted:
+        console.print("interrupted by a signal: run the same command again to finish the send", highlight=False)
     raise SystemExit(130 if interrupted else (0 if summary.ok else 1))
 
 
@@ -153,6 +155,7 @@ def preview(config_path: Path, day_text: str | None, edition_ids: tuple[str, ...
     """Write the digest's HTML, text and a sample .eml, and print their paths. Sends nothing."""
     from publisher.models import Recipient
     from publisher.pipeline.collect import collect
+    from publisher.render.slots import Slot, fill_slots
 
     config = load(config_path)
     day = parse_day(day_text, config)
@@ -170,18 +173,18 @@ def preview(config_path: Path, day_text: str | None, edition_ids: tuple[str, ...
         rendered = render_digest(config, None, selected)
         base = out / f"{edition.id}-{day.isoformat()}"
         html_path, text_path, eml_path = base.with_suffix(".html"), base.with_suffix(".txt"), base.with_suffix(".eml")
-        from publisher.render.email import fill_slots
-        from publisher.render.message import preview_values
-
-        values = preview_values(config.site.public_url)
-        html_path.write_text(fill_slots(rendered.html, values), encoding="utf-8")
+        public = config.site.public_url.rstrip("/")
+        sample = Recipient(0, "reader@example.org", "Reader", "<preview@localhost>",
+                           f"{public}/unsubscribe/PREVIEW", f"{public}/preferences/PREVIEW")
+        values = {
+            Slot.UNSUBSCRIBE_URL.value: sample.unsubscribe_url,
+            Slot.PREFERENCES_URL.value: sample.preferences_url,
+            Slot.NAME.value: sample.name,
+            Slot.EMAIL.value: sample.email,
+        }
+        html_path.write_text(fill_slots(rendered.html, values, escape_html=True), encoding="utf-8")
         text_path.write_text(fill_slots(rendered.text, values), encoding="utf-8")
         template = message_template(config, edition, selected, None)
-        eml_path.write_bytes(
-            template.personalize(
-                Recipient(0, "reader@example.org", "Reader", "<preview@localhost>",
-                          values["unsubscribe_url"], values["preferences_url"])
-            )
-        )
+        eml_path.write_bytes(template.personalize(sample))
         for path in (html_path, text_path, eml_path):
-            console.print(str(path), highlight=False)
+            click.echo(str(path))

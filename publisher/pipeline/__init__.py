@@ -164,7 +164,9 @@ def run_day(
     summary.editions = run_digests(
         config, store, day, dry_run=dry_run, transport=transport, stop=stop, progress=progress
     )
-    if not dry_run:
+    if stop is not None and stop.is_set():
+        log.warning("stopped by a signal: feeds not written this time")
+    elif not dry_run:
         log.info("feeds")
         summary.feeds = publish_feeds(config, store)
     return summary
