@@ -151,3 +151,22 @@ def test_transport_down_keeps_everything_pending(world) -> None:  # type: ignore
     transport.unavailable = None
     run_digests(config, store, DAY, editions=["en"], transport=transport)
     assert len(sent_to(transport, "en")) == 6
+
+
+def test_subscriber_with_chosen_sections_gets_only_those(world) -> None:  # type: ignore[no-untyped-def]
+    config, store = world
+    culture = store.subscribers.by_email("en0@example.org")
+    store.subscribers.set_preferences(culture.id, sections=["culture"])
+    nothing = store.subscribers.by_email("en1@example.org")
+    store.subscribers.set_preferences(nothing.id, sections=["astrology"])
+    transport = InMemoryTransport()
+    [outcome] = run_digests(config, store, DAY, editions=["en"], transport=transport)
+    assert outcome.send is not None and outcome.send.skipped == 1  # no astrology that day: no empty digest
+    record = store.digests.find("en", DAY)
+    all_titles = {a.title: a.section for a in store.articles.in_digest(record.id)}
+    by_recipient = {m.recipient: message_from_bytes(m.data, policy=policy.default) for m in transport.accepted}
+    text = by_recipient["en0@example.org"].get_body(("plain",)).get_content()
+    shown = {title for title in all_titles if title in text}
+    assert shown and all(all_titles[t] == "culture" for t in shown)
+    full = by_recipient["en2@example.org"].get_body(("plain",)).get_content()
+    assert all(title in full for title in all_titles)

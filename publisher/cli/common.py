@@ -20,7 +20,7 @@ from publisher.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 DEFAULT_CONFIG = "config.yaml"

@@ -82,15 +82,15 @@ def print_summary(summary: RunSummary) -> None:
         table = Table(title=f"Sources ({summary.day})")
         for column in ("source", "articles", "new", "updated", "status"):
             table.add_column(column)
-        for s in summary.collect.sources:
+        for source in summary.collect.sources:
             status = (
-                f"[red]error: {s.error}[/]" + (" [bold](broken)[/]" if s.broken else "")
-                if s.error
-                else ("not modified" if s.not_modified else "ok")
+                f"[red]error: {source.error}[/]" + (" [bold](broken)[/]" if source.broken else "")
+                if source.error
+                else ("not modified" if source.not_modified else "ok")
             )
-            if s.warnings:
-                status += f" ({len(s.warnings)} item(s) skipped, see log)"
-            table.add_row(s.name, str(s.fetched), str(s.new), str(s.updated), status)
+            if source.warnings:
+                status += f" ({len(source.warnings)} item(s) skipped, see log)"
+            table.add_row(source.name, str(source.fetched), str(source.new), str(source.updated), status)
         console.print(table)
     table = Table(title="Digests" + (" (dry run)" if summary.dry_run else ""))
     for column in ("edition", "day", "articles", "recipients", "sent", "failed", "skipped", "deferred", "note"):

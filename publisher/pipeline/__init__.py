@@ -99,6 +99,16 @@ def run_edition(
         return outcome
     assert selected.record is not None
     record = store.digests.get(selected.record.id) or selected.record
+
+    def variant(sections: frozenset[str]) -> MessageTemplate | None:
+        articles = [a for a in selected.articles if a.section in sections]
+        if not articles:
+            return None
+        if len(articles) == len(selected.articles):
+            return template
+        subset = SelectedDigest(edition, day, articles, None)
+        return message_template(config, edition, subset, None)
+
     sender = DigestSender(
         store,
         transport,
@@ -107,6 +117,7 @@ def run_edition(
         owner=owner_name(),
         stop=stop,
         on_progress=progress(edition.id, record.recipients or 0) if progress else None,
+        variant=variant,
     )
     outcome.send = sender.send(record, template, edition.from_address)
     return outcome

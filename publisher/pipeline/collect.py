@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 
 import requests
 
-from publisher.config import Config
+from publisher.config import Config, FeedSourceSettings, FilesSourceSettings, PageSourceSettings
 from publisher.errors import SourceError
 from publisher.sources import build_source
 from publisher.store import Store
 
 log = logging.getLogger("publisher.collect")
+
+AnySourceSettings = FeedSourceSettings | FilesSourceSettings | PageSourceSettings
 
 # A single transient failure is not worth an alarm; this many in a row is.
 BROKEN_AFTER = 3
@@ -96,10 +98,8 @@ def collect(config: Config, store: Store, *, session: requests.Session | None = 
     return report
 
 
-def _resolved(config: Config, settings: object) -> object:
+def _resolved(config: Config, settings: AnySourceSettings) -> AnySourceSettings:
     """Paths in source settings are relative to the config file; hand the adapter an absolute one."""
-    from publisher.config import FeedSourceSettings, FilesSourceSettings
-
     if isinstance(settings, FilesSourceSettings):
         return settings.model_copy(update={"path": str(config.path(settings.path))})
     if isinstance(settings, FeedSourceSettings) and "://" not in settings.url:

@@ -117,6 +117,7 @@ class DigestSender:
         owner: str,
         stop: threading.Event | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        variant: Callable[[frozenset[str]], MessageTemplate | None] | None = None,
     ) -> None:
         self.store = store
         self.transport = transport
@@ -124,6 +125,9 @@ class DigestSender:
         self.owner = owner
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
+        # A subscriber who chose sections gets the digest compiled for that section set (once per set).
+        self.variant = variant
+        self._variants: dict[frozenset[str], MessageTemplate | None] = {}
         domain = mail.message_id_domain or (site.base_url.split("://", 1)[1].split("/")[0].split(":")[0])
         self.links = LinkMaker(site, domain)
         self._attempts_before: dict[int, int] = {}
@@ -211,6 +215,16 @@ class DigestSender:
             self.store.deliveries.mark_skipped(row.id, reason)
             outcome.skipped += 1
             return None
+        if row.sections and self.variant is not None:
+            chosen = frozenset(row.sections)
+            if chosen not in self._variants:
+                self._variants[chosen] = self.variant(chosen)
+            variant = self._variants[chosen]
+            if variant is None:
+                self.store.deliveries.mark_skipped(row.id, "no articles in the subscriber's chosen sections")
+                outcome.skipped += 1
+                return None
+            template = variant
         message_id = self.links.message_id(digest.id, row.id)
         recipient = Recipient(
             delivery_id=row.id,

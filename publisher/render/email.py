@@ -263,8 +263,7 @@ def ensure_language(html: str, language: str, direction: str) -> str:
         html = html[: head.start()] + f"<html {attrs}" + html[head.start() + 5 :]
     body = _BODY_TAG.search(html)
     if body:
-        after = html[body.end() : body.end() + 2000]
-        wrapper = re.search(r'<div\b[^>]*aria-roledescription="email"[^>]*>', after)
+        wrapper = re.search(r'<div\b[^>]*aria-roledescription="email"[^>]*>', html[body.end() :])
         if wrapper is None or "dir=" not in wrapper.group(0):
             html = html[: body.end()] + f"<div {attrs}>" + html[body.end() :]
             html = html.replace("</body>", "</div></body>", 1)

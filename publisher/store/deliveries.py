@@ -28,6 +28,7 @@ class PendingDelivery:
     subscriber_status: SubscriberStatus
     paused: bool
     attempts: int
+    sections: tuple[str, ...] = ()  # the subscriber's chosen sections; empty: all
 
 
 class DeliveryLedger:
@@ -76,6 +77,7 @@ class DeliveryLedger:
                 subscribers.c.name,
                 subscribers.c.status,
                 subscribers.c.paused,
+                subscribers.c.sections,
             )
             .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
             .where(
@@ -97,6 +99,7 @@ class DeliveryLedger:
                     subscriber_status=SubscriberStatus(r.status),
                     paused=bool(r.paused),
                     attempts=r.attempts,
+                    sections=tuple(x for x in (r.sections or "").split(",") if x),
                 )
                 for r in connection.execute(query)
             ]

@@ -104,11 +104,13 @@ class DigestRepository:
         now = now or datetime.now(UTC)
         try:
             with self._engine.begin() as connection:
-                digest_id = connection.execute(
+                key = connection.execute(
                     digests.insert().values(
                         edition=edition, day=day, status=DigestStatus.SELECTED, created_at=now, language=language
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key
+                assert key is not None
+                digest_id = int(key[0])
                 if article_pks:
                     connection.execute(
                         digest_articles.insert(),
@@ -119,7 +121,7 @@ class DigestRepository:
                     )
         except IntegrityError as exc:
             raise DigestConflict(f"digest {edition} {day} was created concurrently") from exc
-        record = self.get(int(digest_id))
+        record = self.get(digest_id)
         assert record is not None
         return record
 
