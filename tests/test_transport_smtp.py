@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import smtplib
 import socket
 import ssl
 import time
@@ -23,9 +24,15 @@ from tests.support.tls import Certificate, TlsUnavailable, self_signed_certifica
 USER, PASSWORD = "mailer", "s3cret-Pa55word"
 
 
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-by-one"])
+def pipelining(request: pytest.FixtureRequest) -> bool:
+    """Whether the server offers PIPELINING: the transport takes a different path for each."""
+    return bool(request.param)
+
+
 @pytest.fixture
-def server() -> Iterator[RecordingSmtpServer]:
-    with RecordingSmtpServer() as running:
+def server(pipelining: bool) -> Iterator[RecordingSmtpServer]:
+    with RecordingSmtpServer(pipelining=pipelining) as running:
         yield running
 
 
@@ -64,6 +71,34 @@ def test_messages_arrive_byte_exact_with_their_envelope(server: RecordingSmtpSer
     # the provider id is the server's queue id from the reply to DATA
     assert [r.provider_message_id for r in report.results] == [m.queue_id for m in received]
     assert [r.delivery_id for r in report.results] == [m.delivery_id for m in batch]
+
+
+def test_lines_that_look_like_the_end_of_data_arrive_intact(server: RecordingSmtpServer) -> None:
+    tricky = b"Message-ID: <t@x.test>\r\n\r\n.\r\n..two dots\r\n.\r\nlast line without CRLF"
+    with SmtpTransport(server.settings()) as transport:
+        report = transport.send([OutgoingMessage(1, "a@example.test", "b@example.test", "<t@x.test>", tricky)])
+    assert report.results[0].ok
+    assert server.messages[0].data == tricky + b"\r\n"  # SMTP content always ends with CRLF
+
+
+def test_with_pipelining_the_commands_of_a_message_go_out_in_one_write(
+    server: RecordingSmtpServer, pipelining: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[bytes | str] = []
+    original_send = smtplib.SMTP.send
+
+    def recording_send(self: smtplib.SMTP, data: bytes | str) -> None:
+        writes.append(data)
+        original_send(self, data)
+
+    with SmtpTransport(server.settings()) as transport:
+        transport.send(messages("warm@example.test"))  # connect and EHLO before counting
+        monkeypatch.setattr(smtplib.SMTP, "send", recording_send)
+        report = transport.send(messages("a@example.test", "b@example.test", start=2))
+        monkeypatch.undo()
+    assert report.sent == 2
+    per_message = 2 if pipelining else 4  # (MAIL+RCPT+DATA, content) or MAIL, RCPT, DATA, content
+    assert len(writes) == 2 * per_message
 
 
 def test_without_a_queue_id_the_message_id_is_the_provider_id() -> None:
@@ -110,9 +145,9 @@ def test_a_non_ascii_recipient_goes_out_with_smtputf8(server: RecordingSmtpServe
 # --- refusals ------------------------------------------------------------------------------------
 
 
-def test_450_is_temporary_550_permanent_and_the_rest_of_the_batch_still_goes() -> None:
+def test_450_is_temporary_550_permanent_and_the_rest_of_the_batch_still_goes(pipelining: bool) -> None:
     replies = {"busy@example.test": "450 4.2.1 Mailbox busy", "gone@example.test": "550 5.1.1 No such user"}
-    with RecordingSmtpServer(replies=replies) as server, SmtpTransport(server.settings()) as transport:
+    with RecordingSmtpServer(replies=replies, pipelining=pipelining) as server, SmtpTransport(server.settings()) as transport:
         report = transport.send(messages("a@example.test", "busy@example.test", "gone@example.test", "b@example.test"))
 
     ok, busy, gone, last = report.results
@@ -125,12 +160,12 @@ def test_450_is_temporary_550_permanent_and_the_rest_of_the_batch_still_goes() -
     assert server.connections == 1  # RSET, not a new connection, after each refusal
 
 
-def test_refusals_at_the_end_of_data_are_classified_too() -> None:
+def test_refusals_at_the_end_of_data_are_classified_too(pipelining: bool) -> None:
     replies = {
         "full@example.test": Scripted("452 4.3.1 Insufficient storage", at="data"),
         "spam@example.test": Scripted("554 5.7.1 Message rejected as spam", at="data"),
     }
-    with RecordingSmtpServer(replies=replies) as server, SmtpTransport(server.settings()) as transport:
+    with RecordingSmtpServer(replies=replies, pipelining=pipelining) as server, SmtpTransport(server.settings()) as transport:
         report = transport.send(messages("full@example.test", "spam@example.test", "ok@example.test"))
     full, spam, ok = report.results
     assert (full.ok, full.temporary) == (False, True) and "452" in (full.error or "")
@@ -139,9 +174,9 @@ def test_refusals_at_the_end_of_data_are_classified_too() -> None:
     assert len(server.messages) == 1
 
 
-def test_a_refused_sender_never_fails_the_recipient_permanently() -> None:
+def test_a_refused_sender_never_fails_the_recipient_permanently(pipelining: bool) -> None:
     replies = {"digest@news.example.test": Scripted("553 5.7.1 Sender not owned by user", at="mail")}
-    with RecordingSmtpServer(replies=replies) as server, SmtpTransport(server.settings()) as transport:
+    with RecordingSmtpServer(replies=replies, pipelining=pipelining) as server, SmtpTransport(server.settings()) as transport:
         report = transport.send(messages("a@example.test"))
     result = report.results[0]
     assert (result.ok, result.temporary) == (False, True)
@@ -159,30 +194,30 @@ def test_a_malformed_address_fails_permanently_without_touching_the_server(serve
 # --- broken connections --------------------------------------------------------------------------
 
 
-def test_a_connection_closed_by_the_server_is_reopened_and_no_message_is_lost_or_doubled() -> None:
+def test_a_connection_closed_by_the_server_is_reopened_and_no_message_is_lost_or_doubled(pipelining: bool) -> None:
     recipients = [f"r{i}@example.test" for i in range(6)]
-    with RecordingSmtpServer(disconnect_after=3) as server, SmtpTransport(server.settings()) as transport:
+    with RecordingSmtpServer(disconnect_after=3, pipelining=pipelining) as server, SmtpTransport(server.settings()) as transport:
         report = transport.send(messages(*recipients))
     assert report.sent == 6
     assert [m.rcpt_tos[0] for m in server.messages] == recipients
     assert server.connections == 2
 
 
-def test_a_connection_dropped_during_data_is_retried_on_a_new_one() -> None:
+def test_a_connection_dropped_during_data_is_retried_on_a_new_one(pipelining: bool) -> None:
     replies = {"r1@example.test": Scripted(DROP, at="data", times=1)}
-    with RecordingSmtpServer(replies=replies) as server, SmtpTransport(server.settings()) as transport:
+    with RecordingSmtpServer(replies=replies, pipelining=pipelining) as server, SmtpTransport(server.settings()) as transport:
         report = transport.send(messages("r0@example.test", "r1@example.test", "r2@example.test"))
     assert [r.ok for r in report.results] == [True, True, True]
     assert [m.rcpt_tos[0] for m in server.messages] == ["r0@example.test", "r1@example.test", "r2@example.test"]
     assert server.connections == 2
 
 
-def test_a_421_makes_the_transport_reconnect_and_retry_once() -> None:
+def test_a_421_makes_the_transport_reconnect_and_retry_once(pipelining: bool) -> None:
     replies = {
         "once@example.test": Scripted("421 4.7.0 Try again later, closing connection", times=1),
         "always@example.test": Scripted("421 4.7.0 Too busy, closing connection"),
     }
-    with RecordingSmtpServer(replies=replies) as server, SmtpTransport(server.settings()) as transport:
+    with RecordingSmtpServer(replies=replies, pipelining=pipelining) as server, SmtpTransport(server.settings()) as transport:
         report = transport.send(messages("once@example.test", "always@example.test", "after@example.test"))
     once, always, after = report.results
     assert once.ok
@@ -191,8 +226,8 @@ def test_a_421_makes_the_transport_reconnect_and_retry_once() -> None:
     assert [m.rcpt_tos[0] for m in server.messages] == ["once@example.test", "after@example.test"]
 
 
-def test_a_server_gone_mid_batch_leaves_the_rest_pending_without_raising() -> None:
-    server = RecordingSmtpServer(disconnect_after=1)
+def test_a_server_gone_mid_batch_leaves_the_rest_pending_without_raising(pipelining: bool) -> None:
+    server = RecordingSmtpServer(disconnect_after=1, pipelining=pipelining)
     server.on_message = lambda _message: server.refuse_new_connections()
     with server, SmtpTransport(server.settings()) as transport:
         report = transport.send(messages("a@example.test", "b@example.test", "c@example.test"))

@@ -25,6 +25,7 @@ from publisher.errors import TransportUnavailable
 from publisher.models import OutgoingMessage, Recipient, SendResult, SubscriberStatus
 from publisher.render.message import MessageTemplate
 from publisher.store import DigestRecord, DigestStatus, PendingDelivery, Store
+from publisher.store.deliveries import LedgerWriter
 from publisher.tokens import TokenSigner
 
 log = logging.getLogger("publisher.send")
@@ -131,6 +132,7 @@ class DigestSender:
         domain = mail.message_id_domain or (site.base_url.split("://", 1)[1].split("/")[0].split(":")[0])
         self.links = LinkMaker(site, domain)
         self._attempts_before: dict[int, int] = {}
+        self._writer: LedgerWriter
 
     def send(self, digest: DigestRecord, template: MessageTemplate, sender: str) -> SendOutcome:
         outcome = SendOutcome(digest.edition)
@@ -142,7 +144,9 @@ class DigestSender:
             self._fill_ledger(digest)
             before = self.store.deliveries.counts(digest.id)
             outcome.already_sent = before["sent"]
-            self._send_due(digest, template, parseaddr(sender)[1], outcome)
+            with self.store.deliveries.writer() as writer:
+                self._writer = writer
+                self._send_due(digest, template, parseaddr(sender)[1], outcome)
             self._finish(digest, outcome)
         finally:
             self.store.digests.release(digest.id, self.owner)
@@ -245,7 +249,7 @@ class DigestSender:
     def _record(self, result: SendResult, outcome: SendOutcome) -> None:
         ledger = self.store.deliveries
         if result.ok:
-            ledger.mark_sent(result.delivery_id, result.provider_message_id)
+            self._writer.sent(result.delivery_id, result.provider_message_id)
             outcome.sent += 1
             return
         error = result.error or "unknown error"

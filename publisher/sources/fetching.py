@@ -93,7 +93,7 @@ def download(
             raise SourceError(
                 source_name,
                 f"no answer from {url} within {timeout:g} s; the server is slow or down: retry later, "
-                f"or raise the timeout in {setting.rsplit('.', 1)[0]}.timeout",
+                f"or raise {setting.rsplit('.', 1)[0]}.timeout in config.yaml",
             ) from exc
         except requests.ConnectionError as exc:
             raise SourceError(

@@ -53,6 +53,7 @@ class RawItem:
     source_credit: str | None = None
     summary_html: str | None = None
     content_html: str | None = None
+    content_base: str | None = None  # what relative URLs in the HTML are relative to; default: url
     image_url: str | None = None
     image_caption: str | None = None
     image_alt: str | None = None
@@ -220,7 +221,8 @@ def build_article(
     if updated is None or updated < published:
         updated = published
 
-    content_html = sanitize_html(item.content_html or item.summary_html or "", base_url=url)
+    base = absolute_http_url(item.content_base, url) if item.content_base else None
+    content_html = sanitize_html(item.content_html or item.summary_html or "", base_url=base or url)
     image_url = absolute_http_url(item.image_url, url)
     article = Article(
         id=stable_id(item.guid, url, source_name=source_name),

@@ -47,7 +47,11 @@ def parse_xml_feed(body: bytes, *, url: str, content_type: str) -> ParsedFeed:
     headers = {"content-location": url, "content-type": content_type or "application/xml"}
     # A stream, never bytes or str: feedparser treats those as a file name or URL to open when they
     # look like one, and the body comes from a server we do not control.
-    parsed = feedparser.parse(io.BytesIO(body), response_headers=headers, sanitize_html=False)
+    # Relative URLs in content are resolved by us, against the article (see _content_base), and
+    # sanitizing is nh3's job.
+    parsed = feedparser.parse(
+        io.BytesIO(body), response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+    )
     entries: list[Any] = list(parsed.entries)
     problem = _describe_bozo(parsed) if parsed.bozo else None
     if not entries:
@@ -88,10 +92,11 @@ def _detail_language(detail: Any) -> str | None:
 def _entry_datetime(entry: Any, key: str) -> datetime | None:
     """Our own parse of the text first (it keeps 'no zone given' naive, for the site zone to decide),
     then feedparser's (it knows odd formats and always answers in UTC)."""
-    moment = parse_datetime(entry.get(key))
+    # dict.get: feedparser's own get() answers "updated" with the published date (its issue 310)
+    moment = parse_datetime(dict.get(entry, key))
     if moment is not None:
         return moment
-    struct = entry.get(f"{key}_parsed")
+    struct = dict.get(entry, f"{key}_parsed")
     if struct:
         return datetime(struct[0], struct[1], struct[2], struct[3], struct[4], struct[5], tzinfo=UTC)
     return None
@@ -107,13 +112,21 @@ def _html_of(detail: Any, value: str | None) -> str | None:
     return value
 
 
-def _content(entry: Any) -> tuple[str | None, str | None]:
-    """(HTML body, its language) from <content> / <content:encoded>, preferring an HTML version."""
+def _content(entry: Any) -> tuple[str | None, str | None, str | None]:
+    """(HTML body, its language, its xml:base) from <content> / <content:encoded>, HTML preferred."""
     contents = entry.get("content") or []
     if not contents:
-        return None, None
+        return None, None, None
     chosen = next((c for c in contents if c.get("type") in _HTML_TYPES), contents[0])
-    return _html_of(chosen, chosen.get("value")), chosen.get("language")
+    return _html_of(chosen, chosen.get("value")), chosen.get("language"), chosen.get("base")
+
+
+def _content_base(detail_base: str | None, feed_url: str) -> str | None:
+    """An explicit xml:base (Atom) is what relative URLs in the content mean; without one feedparser
+    reports the feed's own address, and the article's URL is the better guess (RSS has no rule)."""
+    if detail_base and detail_base != feed_url and absolute_http_url(detail_base, feed_url):
+        return detail_base
+    return None
 
 
 def _image(entry: Any) -> tuple[str | None, str | None, int | None]:
@@ -137,7 +150,9 @@ def _raw_item(entry: Any, index: int, base: str, caption: str | None) -> RawItem
     title = entry.get("title")
     link = entry.get("link") or (entry.get("id") if entry.get("guidislink") else None)
     label = (title or link or entry.get("id") or "").strip()[:80]
-    content_html, content_language = _content(entry)
+    content_html, content_language, content_base = _content(entry)
+    if content_html is None:  # the body will come from the summary: its base applies
+        content_base = (entry.get("summary_detail") or {}).get("base")
     summary_html = _html_of(entry.get("summary_detail"), entry.get("summary"))
     # feedparser files <media:description> under summary when there is no <description>: a caption
     # is not a summary, so the body is summarized instead.
@@ -167,6 +182,7 @@ def _raw_item(entry: Any, index: int, base: str, caption: str | None) -> RawItem
         source_credit=source.get("title") if isinstance(source, dict) else None,
         summary_html=summary_html,
         content_html=content_html,
+        content_base=_content_base(content_base, base),
         image_url=absolute_http_url(image_url, base) if image_url else None,
         image_caption=caption,
         image_type=image_type,

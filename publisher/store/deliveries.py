@@ -7,13 +7,14 @@ flight at the kill can arrive twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from publisher.models import DeliveryStatus, SubscriberStatus
 from publisher.store.schema import deliveries, subscribers
@@ -29,6 +30,37 @@ class PendingDelivery:
     paused: bool
     attempts: int
     sections: tuple[str, ...] = ()  # the subscriber's chosen sections; empty: all
+
+
+_SENT = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("delivery_id"), deliveries.c.status == DeliveryStatus.PENDING.value)
+    .values(
+        status=DeliveryStatus.SENT.value,
+        provider_message_id=bindparam("provider_id"),
+        sent_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        attempts=deliveries.c.attempts + 1,
+        last_error=None,
+    )
+)
+
+
+class LedgerWriter:
+    """One connection and one prepared statement for the hot path: each acceptance, one commit.
+
+    Building a statement per message cost more than the commit itself; this keeps the send loop at
+    the speed of the store's commit.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def sent(self, delivery_id: int, provider_message_id: str | None) -> None:
+        self._connection.execute(
+            _SENT, {"delivery_id": delivery_id, "provider_id": provider_message_id, "now": datetime.now(UTC)}
+        )
+        self._connection.commit()
 
 
 class DeliveryLedger:
@@ -103,6 +135,11 @@ class DeliveryLedger:
                 )
                 for r in connection.execute(query)
             ]
+
+    @contextmanager
+    def writer(self) -> Iterator[LedgerWriter]:
+        with self._engine.connect() as connection:
+            yield LedgerWriter(connection)
 
     def mark_sent(self, delivery_id: int, provider_message_id: str | None, *, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)

@@ -10,8 +10,8 @@ Built on aiosmtpd's threaded Controller, bound to an ephemeral port. Usable from
 
 Misbehaviour knobs: `delay` (seconds before answering each DATA), `replies` (recipient -> reply, at
 RCPT or at the end of DATA, always or a number of times; a 421 reply also closes the connection, and
-the reply DROP closes it without answering), `disconnect_after` (close the connection right after
-accepting the Nth message, once), TLS ("starttls" or "implicit") with a self-signed certificate, and
+the reply DROP closes it without answering), `pipelining` (offer PIPELINING or not),
+`disconnect_after` (close the connection right after accepting the Nth message, once), TLS ("starttls" or "implicit") with a self-signed certificate, and
 AUTH LOGIN/PLAIN for one fixed user. See smtp_sink.py to run it as a separate process.
 """
 
@@ -81,6 +81,7 @@ class RecordingSmtpServer:
         auth: tuple[str, str] | None = None,
         keep_messages: bool = True,
         queue_ids: bool = True,
+        pipelining: bool = True,
         on_message: Callable[[ReceivedMessage], None] | None = None,
         port: int = 0,
     ) -> None:
@@ -91,6 +92,7 @@ class RecordingSmtpServer:
         self.auth = auth
         self.keep_messages = keep_messages
         self.queue_ids = queue_ids
+        self.pipelining = pipelining
         self.on_message = on_message
         self._scripts = {
             address.lower(): reply if isinstance(reply, Scripted) else Scripted(reply)
@@ -193,6 +195,9 @@ class RecordingSmtpServer:
     ) -> list[str]:
         session.host_name = hostname
         self._count_connection(server)
+        if self.pipelining:
+            # aiosmtpd reads commands one line at a time, so pipelined commands work; it just does not say so
+            responses.insert(-1, "250-PIPELINING")
         return responses
 
     async def handle_HELO(

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reject", action="append", default=[], metavar="ADDRESS=REPLY",
                         help="answer RCPT for ADDRESS with REPLY, e.g. 'a@x.test=550 5.1.1 no such user'")
     parser.add_argument("--disconnect-after", type=int, help="close the connection after the Nth message, once")
+    parser.add_argument("--no-pipelining", action="store_true", help="do not offer PIPELINING")
     args = parser.parse_args(argv)
 
     replies: dict[str, str | Scripted] = {}
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     server = RecordingSmtpServer(
         port=args.port, delay=args.delay, replies=replies, disconnect_after=args.disconnect_after,
-        keep_messages=False, on_message=on_message,
+        keep_messages=False, on_message=on_message, pipelining=not args.no_pipelining,
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -92,7 +93,7 @@ class SmtpSinkProcess:
 
     def __init__(self, *, record: Path | None = None, delay: float = 0.0, port: int = 0,
                  rejects: dict[str, str] | None = None, disconnect_after: int | None = None,
-                 startup_timeout: float = 15.0) -> None:
+                 pipelining: bool = True, startup_timeout: float = 15.0) -> None:
         self.command = [sys.executable, "-m", "tests.support.smtp_sink", "--port", str(port), "--delay", str(delay)]
         if record is not None:
             self.command += ["--record", str(record)]
@@ -100,6 +101,8 @@ class SmtpSinkProcess:
             self.command += ["--reject", f"{address}={reply}"]
         if disconnect_after is not None:
             self.command += ["--disconnect-after", str(disconnect_after)]
+        if not pipelining:
+            self.command.append("--no-pipelining")
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen[str] | None = None
         self.port = 0

@@ -7,11 +7,15 @@ so, so a transport never claims an acceptance it did not get.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
 from publisher.models import OutgoingMessage, SendReport, SendResult
+
+# would break the SMTP command line or an outbox header line, or is not a bare address
+_UNSAFE_IN_ADDRESS = re.compile(r"[\x00-\x20<>\x7f]")
 
 
 class MailTransport(Protocol):
@@ -69,7 +73,7 @@ def envelope_problem(message: OutgoingMessage) -> str | None:
     for role, address in (("sender", message.sender), ("recipient", message.recipient)):
         if role == "recipient" and not address:
             return "empty recipient address"
-        if any(char in address for char in "\r\n<> \t") or any(ord(char) < 32 for char in address):
+        if _UNSAFE_IN_ADDRESS.search(address):
             return f"invalid {role} address {address!r}: must be a bare address without spaces or <>"
         if address and "@" not in address:
             return f"invalid {role} address {address!r}: no @domain"

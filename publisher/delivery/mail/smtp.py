@@ -1,8 +1,9 @@
 """SMTP delivery over one reused smtplib connection, one recipient per transaction.
 
-Why the transaction is spelled out (MAIL, RCPT, DATA) instead of calling ``sendmail``: sendmail
-throws away the reply to DATA, which carries the server's queue id, and hides at which step a refusal
-came. The bytes go through ``smtplib.SMTP.data`` untouched (only dot-stuffing, which SMTP requires).
+smtplib opens the connection (TLS, EHLO, AUTH) and reads replies; the transaction itself (MAIL,
+RCPT, DATA) is written here rather than through ``sendmail``, because sendmail throws away the reply
+to DATA (it carries the server's queue id), hides at which step a refusal came, and cannot pipeline.
+The message bytes are sent as given: only dot-stuffing, which SMTP requires, is applied.
 
 Connection policy: opened lazily on the first message, kept across messages and batches until
 ``close()``. If the server drops it (or answers 421, "closing"), the transport reconnects once and
@@ -134,30 +135,55 @@ class SmtpTransport(MailTransport):
         raise AssertionError("unreachable: the loop returns on its second attempt")
 
     def _transaction(self, connection: smtplib.SMTP, message: OutgoingMessage) -> str | None:
-        """MAIL, RCPT, DATA; returns the queue id from the final reply when it names one."""
-        code, reply = connection.mail(message.sender, self._mail_options(connection, message))
-        _expect("MAIL FROM", code, reply, (250,))
-        code, reply = connection.rcpt(message.recipient)
-        _expect("RCPT TO", code, reply, (250, 251))
-        try:
-            code, reply = connection.data(message.data)
-        except smtplib.SMTPDataError as exc:  # DATA itself answered with something other than 354
-            _expect("DATA", exc.smtp_code, exc.smtp_error, ())
-            raise
+        """MAIL, RCPT, DATA, content; returns the queue id from the final reply when it names one.
+
+        With PIPELINING (RFC 2920) the three commands go out in one write and their replies are read
+        in order, halving the round trips per message; otherwise one command per round trip.
+        """
+        options, encoding = self._mail_options(connection, message)
+        commands = (
+            ("MAIL FROM", f"MAIL FROM:<{message.sender}>{options}", (250,)),
+            ("RCPT TO", f"RCPT TO:<{message.recipient}>", (250, 251)),
+            ("DATA", "DATA", (354,)),
+        )
+        if connection.has_extn("pipelining"):
+            connection.send("".join(f"{line}\r\n" for _, line, _ in commands).encode(encoding))
+            replies = []
+            for step, _, _ in commands:
+                code, reply = connection.getreply()
+                if code == 421:
+                    raise _Closing(step, _text(reply))
+                replies.append((step, code, reply))
+            refusal = next((r for r, (_, _, wanted) in zip(replies, commands, strict=True) if r[1] not in wanted), None)
+            if refusal is not None:
+                if replies[-1][1] == 354:  # DATA accepted despite the refusal: end it with no content
+                    connection.send(b".\r\n")
+                    connection.getreply()
+                _expect(*refusal, ())
+        else:
+            for step, line, wanted in commands:
+                connection.send(f"{line}\r\n".encode(encoding))
+                code, reply = connection.getreply()
+                _expect(step, code, reply, wanted)
+        connection.send(_dot_stuffed(message.data))
+        code, reply = connection.getreply()
         _expect("end of DATA", code, reply, (250,))
         match = _QUEUE_ID.search(_text(reply))
         return (match.group(1) or match.group(2)) if match else None
 
     @staticmethod
-    def _mail_options(connection: smtplib.SMTP, message: OutgoingMessage) -> list[str]:
-        options: list[str] = []
+    def _mail_options(connection: smtplib.SMTP, message: OutgoingMessage) -> tuple[str, str]:
+        """The MAIL FROM parameters and the encoding of the command lines."""
+        options = ""
         if connection.has_extn("size"):
-            options.append(f"SIZE={len(message.data)}")  # lets the server refuse early, before DATA
+            options += f" SIZE={len(message.data)}"  # lets the server refuse early, before the content
         if not message.data.isascii() and connection.has_extn("8bitmime"):
-            options.append("BODY=8BITMIME")
-        if not (message.sender.isascii() and message.recipient.isascii()):
-            options.append("SMTPUTF8")  # smtplib raises SMTPNotSupportedError if not offered
-        return options
+            options += " BODY=8BITMIME"
+        if message.sender.isascii() and message.recipient.isascii():
+            return options, "ascii"
+        if not connection.has_extn("smtputf8"):
+            raise smtplib.SMTPNotSupportedError("the server does not offer SMTPUTF8")
+        return options + " SMTPUTF8", "utf-8"
 
     def _describe(self, exc: _Refused) -> str:
         if exc.step == "MAIL FROM":
@@ -273,6 +299,19 @@ def _is_temporary(exc: _Refused) -> bool:
     if 500 <= exc.code <= 599:
         return exc.step == "RCPT TO" and exc.code in _TEMPORARY_5XX_AT_RCPT
     return True  # 4xx, and anything unparseable (-1): retrying later is the safe reading
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The DATA content as sent: a "." opening a line doubled (RFC 5321 4.5.2), then the end marker.
+
+    Same result as smtplib's regular expression, several times faster on a 25 KB message.
+    """
+    stuffed = data.replace(b"\n.", b"\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed + b".\r\n"
 
 
 def _timed_out(exc: BaseException) -> bool:

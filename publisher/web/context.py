@@ -1,0 +1,179 @@
+"""What every page handler needs: the current config, the store, templates, wording, signing keys.
+
+The config is read through a callable on every request, so a live reload (templates directory,
+secret, limits, editions) takes effect without restarting the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from publisher.config import Config, EditionSettings
+from publisher.delivery.mail import MailTransport, build_transport
+from publisher.errors import TemplateError
+from publisher.render.strings import UiStrings, load_strings
+from publisher.render.templates import make_environment, text_direction
+from publisher.store import Store
+from publisher.store.consent import ConsentRepository
+from publisher.tokens import TokenSigner
+from publisher.web.csrf import CsrfGuard
+from publisher.web.strings import load_web_strings
+
+log = logging.getLogger("publisher.web")
+
+TransportFactory = Callable[[Config], MailTransport]
+
+# Pages of ours: no scripts at all, forms post only to us, never framed, no referrer leaves the site
+# (signed links are in our URLs).
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+PRIVATE = {"Cache-Control": "no-store"}
+
+
+def default_transport(config: Config) -> MailTransport:
+    return build_transport(config.mail.transport, base_dir=config.base_dir)
+
+
+@dataclass(frozen=True)
+class LanguageChoice:
+    code: str
+    name: str  # in its own language: "English", "العربية"
+
+
+class WebContext:
+    def __init__(self, config: Callable[[], Config], store: Store, transport_factory: TransportFactory | None = None) -> None:
+        self._config = config
+        self.store = store
+        self.consent = ConsentRepository(store.engine)
+        self.transport_factory = transport_factory or default_transport
+        self._lock = threading.Lock()
+        self._environments: dict[Path | None, jinja2.Environment] = {}
+
+    # --- configuration ---------------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        return self._config()
+
+    def environment(self, config: Config | None = None) -> jinja2.Environment:
+        config = config or self.config
+        directory = config.path(config.templates) if config.templates else None
+        with self._lock:
+            env = self._environments.get(directory)
+            if env is None:
+                env = make_environment(directory)
+                self._environments[directory] = env
+        return env
+
+    def signer(self, config: Config | None = None) -> TokenSigner:
+        return TokenSigner((config or self.config).site.secret)
+
+    def csrf(self, config: Config | None = None) -> CsrfGuard:
+        return CsrfGuard((config or self.config).site.secret)
+
+    def languages(self, config: Config | None = None) -> list[str]:
+        return list(dict.fromkeys(e.language for e in (config or self.config).editions))
+
+    def edition_for(self, language: str, config: Config | None = None) -> EditionSettings | None:
+        for edition in (config or self.config).editions:
+            if edition.language == language:
+                return edition
+        return None
+
+    def edition_title(self, language: str, config: Config | None = None) -> str:
+        config = config or self.config
+        edition = self.edition_for(language, config)
+        return (edition.title if edition and edition.title else None) or config.site.name
+
+    def sections(self, config: Config | None = None) -> list[str]:
+        """Every section an edition names, in the order they first appear."""
+        return list(dict.fromkeys(s for e in (config or self.config).editions for s in e.sections))
+
+    def strings(self, language: str) -> UiStrings:
+        return load_web_strings(self.environment(), language)
+
+    def section_labels(self, language: str) -> dict[str, str]:
+        names = load_strings(self.environment(), language)
+        return {key: names.section(key) for key in self.sections()}
+
+    def language_choices(self) -> list[LanguageChoice]:
+        return [LanguageChoice(code, str(self.strings(code)["language_name"])) for code in self.languages()]
+
+    def url(self, path: str) -> str:
+        """An absolute URL on the public address (never built from the Host header)."""
+        return self.config.site.public_url.rstrip("/") + path
+
+    # --- pages -----------------------------------------------------------------------------------
+
+    def page(
+        self,
+        template: str,
+        language: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        status_code: int = 200,
+        private: bool = True,
+        request: Request | None = None,
+    ) -> HTMLResponse:
+        config = self.config
+        strings = self.strings(language)
+        values: dict[str, Any] = {
+            "lang": language,
+            "dir": text_direction(language),
+            "strings": strings,
+            "site": {"name": config.site.name, "url": config.site.base_url},
+            "languages": self.language_choices(),
+            "path": request.url.path if request is not None else "",
+            "mailto": config.site.unsubscribe_mailto,
+            "feeds": [],
+        }
+        values.update(context or {})
+        try:
+            body = self.environment(config).get_template(template).render(values)
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(f"template {exc.name} not found (hint: operator copies go in <templates>/web/)") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{exc.filename or template}:{exc.lineno}: {exc.message}") from exc
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"{template}: {exc}") from exc
+        headers = dict(PAGE_HEADERS)
+        if private:
+            headers.update(PRIVATE)
+        headers["Content-Language"] = language
+        return HTMLResponse(body, status_code=status_code, headers=headers)
+
+    def notice(
+        self,
+        language: str,
+        title_key: str,
+        text_key: str,
+        *,
+        status_code: int = 200,
+        links: list[tuple[str, str]] | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> HTMLResponse:
+        """A page with a title, a paragraph and links: the answer to most actions and errors."""
+        strings = self.strings(language)
+        fill = dict(values or {})
+        return self.page(
+            "web/notice.html.j2",
+            language,
+            {"title_key": title_key, "text_key": text_key, "links": links or [], "values": fill},
+            status_code=status_code,
+        )
