@@ -18,7 +18,7 @@ import resource
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
@@ -31,7 +31,7 @@ from publisher.render.slots import fill_slots
 from publisher.render.templates import make_environment
 
 DAY = date(2024, 12, 2)
-SENT_AT = datetime(2024, 12, 2, 5, tzinfo=timezone.utc)
+SENT_AT = datetime(2024, 12, 2, 5, tzinfo=UTC)
 SITE = SiteSettings(
     name="ليفانت اليوم",
     base_url="https://news.example.org",
@@ -49,7 +49,18 @@ EDITION = EditionSettings.model_validate(
         "reply_to": "newsroom@news.example.org",
     }
 )
-SECTIONS = ["politics", "politics", "politics", "economy", "economy", "culture", "culture", "sports", "sports", None]
+SECTIONS = [
+    "politics",
+    "politics",
+    "politics",
+    "economy",
+    "economy",
+    "culture",
+    "culture",
+    "sports",
+    "sports",
+    None,
+]
 BUILD = {
     "sender": EDITION.from_address,
     "reply_to": EDITION.reply_to,
@@ -66,7 +77,7 @@ def articles() -> list[Article]:
     )
     made = []
     for i, section in enumerate(SECTIONS):
-        at = datetime(2024, 12, 2, 9, tzinfo=timezone.utc) - timedelta(hours=i)
+        at = datetime(2024, 12, 2, 9, tzinfo=UTC) - timedelta(hours=i)
         made.append(
             Article(
                 id=f"ar-{i}",
@@ -132,8 +143,9 @@ def email_message_per_subscriber(digest: RenderedDigest, count: int) -> int:
         message["List-Unsubscribe"] = f"<{person.unsubscribe_url}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(fill_slots(digest.text, values), cte="quoted-printable")
-        message.add_alternative(fill_slots(digest.html, values, escape_html=True), subtype="html",
-                                cte="quoted-printable")
+        message.add_alternative(
+            fill_slots(digest.html, values, escape_html=True), subtype="html", cte="quoted-printable"
+        )
         total += len(message.as_bytes(policy=SMTP))
     return total
 
@@ -155,7 +167,9 @@ def peak_traced(run: Callable[[], int]) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", "--subscribers", type=int, default=100_000)
     parser.add_argument("--sample", type=int, default=200, help="subscribers timed for each baseline")
     args = parser.parse_args()
@@ -165,7 +179,9 @@ def main() -> None:
     items = articles()
     render_seconds, _ = timed(lambda: len(renderer.render(items, DAY, archive_url=None).html))
     digest = renderer.render(items, DAY, archive_url=None)
-    build_seconds, _ = timed(lambda: len(MessageTemplate.build(digest, **BUILD).personalize(next(recipients(1)))))  # type: ignore[arg-type]
+    build_seconds, _ = timed(
+        lambda: len(MessageTemplate.build(digest, **BUILD).personalize(next(recipients(1))))
+    )  # type: ignore[arg-type]
     template = MessageTemplate.build(digest, **BUILD)  # type: ignore[arg-type]
     fast(template, 100)  # warm up: both variants (named / anonymous) encoded once
 
@@ -183,17 +199,23 @@ def main() -> None:
         ("compile MJML per subscriber", sample / compile_seconds, count * compile_seconds / sample),
         ("EmailMessage per subscriber", sample / stdlib_seconds, count * stdlib_seconds / sample),
     ]
-    print(f"digest: 10 Arabic articles, html {len(digest.html.encode()):,} B, text {len(digest.text.encode()):,} B; "
-          f"render once {render_seconds * 1000:.1f} ms, template build {build_seconds * 1000:.1f} ms")
-    print(f"messages: {count:,}, average {total_bytes / count:,.0f} B each, {total_bytes / fast_seconds / 1e6:,.0f} MB/s\n")
+    print(
+        f"digest: 10 Arabic articles, html {len(digest.html.encode()):,} B, text {len(digest.text.encode()):,} B; "
+        f"render once {render_seconds * 1000:.1f} ms, template build {build_seconds * 1000:.1f} ms"
+    )
+    print(
+        f"messages: {count:,}, average {total_bytes / count:,.0f} B each, {total_bytes / fast_seconds / 1e6:,.0f} MB/s\n"
+    )
     print(f"{'method':<38}{'messages/s':>14}{f'time for {count:,}':>20}{'slower by':>12}")
     print("-" * 84)
     for label, per_second, seconds in rows:
         print(f"{label:<38}{per_second:>14,.0f}{_duration(seconds):>20}{rate / per_second:>11,.0f}x")
     print("-" * 84)
     print("baselines timed on", sample, "subscribers and extrapolated\n")
-    print(f"peak traced memory while building: {peak_small / 1e6:,.2f} MB for {small:,}; "
-          f"{peak_large / 1e6:,.2f} MB for {large:,} (flat: messages are not kept)")
+    print(
+        f"peak traced memory while building: {peak_small / 1e6:,.2f} MB for {small:,}; "
+        f"{peak_large / 1e6:,.2f} MB for {large:,} (flat: messages are not kept)"
+    )
     print(f"process max RSS: {max_rss:,.0f} MB")
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from publisher.config import Config, parse_config
 from publisher.errors import ConfigError
@@ -52,6 +53,7 @@ class LiveConfig:
         self.interval = interval
         self._validators = list(validators or [])
         self._listeners: list[Listener] = []
+        self._refusal_listeners: list[Callable[[list[str]], None]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -70,6 +72,10 @@ class LiveConfig:
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def add_refusal_listener(self, listener: Callable[[list[str]], None]) -> None:
+        """Called with the problems whenever an edit is refused, and with [] when the file is good again."""
+        self._refusal_listeners.append(listener)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._watch, name="config-watch", daemon=True)
@@ -104,34 +110,48 @@ class LiveConfig:
             if digest == self._last_hash:
                 return False
             self._last_hash = digest
+            refused: list[str] | None = None
             if digest == self._good_hash:
-                self.problems = []
+                self.problems = refused = []
                 log.info("config reload: %s is back to the config in use", self.path)
-                return False
-            try:
-                config = self._validated(content)
-            except ConfigError as exc:
-                self.problems = list(exc.problems)
-                log.error(
-                    "config reload refused: %d problem(s) in %s; the last good config (loaded %s) keeps running",
-                    len(exc.problems),
-                    self.path,
-                    self.loaded_at.isoformat(timespec="seconds"),
-                )
-                for problem in exc.problems:
-                    log.error("config reload refused: %s", problem)
-                return False
-            previous, self._config = self._config, config
-            self._good_hash = digest
-            self.loaded_at = datetime.now(UTC)
-            self.problems = []
+            else:
+                previous, config, refused = self._take(content)
+        if refused is not None:
+            self._notify(self._refusal_listeners, refused)
+            return False
         log.info("config reload: %s accepted", self.path)
-        for listener in self._listeners:
-            try:
-                listener(previous, config)
-            except Exception:  # one failing listener must not keep the others from the new config
-                log.exception("config reload: a listener failed")
+        self._notify(self._listeners, previous, config)
         return True
+
+    def _take(self, content: bytes) -> tuple[Config, Config, list[str] | None]:
+        """Validate and swap. Returns (previous, current, problems or None if accepted)."""
+        previous = self._config
+        try:
+            config = self._validated(content)
+        except ConfigError as exc:
+            self.problems = list(exc.problems)
+            log.error(
+                "config reload refused: %d problem(s) in %s; the last good config (loaded %s) keeps running",
+                len(exc.problems),
+                self.path,
+                self.loaded_at.isoformat(timespec="seconds"),
+            )
+            for problem in exc.problems:
+                log.error("config reload refused: %s", problem)
+            return previous, previous, list(exc.problems)
+        self._config = config
+        self._good_hash = _digest(content)
+        self.loaded_at = datetime.now(UTC)
+        self.problems = []
+        return previous, config, None
+
+    @staticmethod
+    def _notify(listeners: list[Any], *args: Any) -> None:
+        for listener in listeners:
+            try:
+                listener(*args)
+            except Exception:  # one failing listener must not keep the others from the change
+                log.exception("config reload: a listener failed")
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):

@@ -272,6 +272,10 @@ class Scheduler:
         self._display_zone = display_zone
         self._maintenance_seconds = maintenance_seconds
         self._planned: dict[str, PlannedJob] = {}
+        # our own log lines say what changed and when jobs run next; APScheduler's repeat them
+        quiet = logging.getLogger("apscheduler.scheduler")
+        if quiet.level == logging.NOTSET:
+            quiet.setLevel(logging.WARNING)
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=4)},
             job_defaults={"coalesce": True, "max_instances": 1},
@@ -304,9 +308,11 @@ class Scheduler:
         for job_id, job in wanted.items():
             if self._planned.get(job_id) == job:
                 continue
+            function, arguments = self._call(job)
             self._scheduler.add_job(
-                *self._call(job),
-                trigger=job.trigger(),
+                function,
+                job.trigger(),
+                args=arguments,
                 id=job_id,
                 name=job_id,
                 replace_existing=True,

@@ -170,3 +170,18 @@ def test_subscriber_with_chosen_sections_gets_only_those(world) -> None:  # type
     assert shown and all(all_titles[t] == "culture" for t in shown)
     full = by_recipient["en2@example.org"].get_body(("plain",)).get_content()
     assert all(title in full for title in all_titles)
+
+
+def test_one_refusal_for_everyone_stops_and_fails_nobody(world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import publisher.pipeline.send as send
+
+    monkeypatch.setattr(send, "SAME_REFUSAL_LIMIT", 3)
+    config, store = world
+    transport = InMemoryTransport()
+    for i in range(6):
+        transport.fail(f"en{i}@example.org", temporary=False, error="554 5.7.1 Relay access denied")
+    [outcome] = run_digests(config, store, DAY, editions=["en"], transport=transport)
+    assert outcome.send is not None and "Relay access denied" in (outcome.send.error or "")
+    record = store.digests.find("en", DAY)
+    assert store.deliveries.counts(record.id) == {"pending": 6, "sent": 0, "failed": 0, "skipped": 0}
+    assert len(transport.batches) == 3  # stopped at the limit, did not go through the whole list

@@ -104,7 +104,9 @@ def check_golden(name: str, actual: str) -> None:
     if os.environ.get("UPDATE_GOLDEN") == "1":
         path.write_text(actual, encoding="utf-8", newline="")
     assert path.exists(), f"{path} missing: run with UPDATE_GOLDEN=1 once and review it"
-    assert actual == path.read_text(encoding="utf-8"), f"{name} differs from the golden file (UPDATE_GOLDEN=1)"
+    assert actual == path.read_text(encoding="utf-8"), (
+        f"{name} differs from the golden file (UPDATE_GOLDEN=1)"
+    )
 
 
 # --- environment ----------------------------------------------------------------------------------
@@ -128,7 +130,9 @@ def test_localized_date_filter_in_arabic() -> None:
 
 def test_operator_template_wins_over_packaged(tmp_path: Path) -> None:
     (tmp_path / "email").mkdir()
-    packaged = (Path(__file__).parents[1] / "templates" / "email" / "digest.txt.j2").read_text(encoding="utf-8")
+    packaged = (Path(__file__).parents[1] / "templates" / "email" / "digest.txt.j2").read_text(
+        encoding="utf-8"
+    )
     (tmp_path / "email" / "digest.txt.j2").write_text("OPERATOR COPY\n" + packaged, encoding="utf-8")
     digest = renderer("en", tmp_path).render(load_articles("en"), DAY, archive_url=None)
     assert digest.text.startswith("OPERATOR COPY")
@@ -182,7 +186,9 @@ def test_english_digest_content() -> None:
     assert "https://news.example.org/archive/en/2024-12-02" in hrefs
     assert token(Slot.UNSUBSCRIBE_URL) in hrefs and token(Slot.PREFERENCES_URL) in hrefs
     images = [attrs for tag, attrs in page.tags if tag == "img"]
-    assert images[0]["src"] == "https://news.example.org/static/logo.png" and images[0]["alt"] == "Levant Today"
+    assert (
+        images[0]["src"] == "https://news.example.org/static/logo.png" and images[0]["alt"] == "Levant Today"
+    )
     photos = [img for img in images if "/media/" in img["src"]]
     assert len(photos) == sum(1 for a in articles if a.image_url)
     for img in photos:
@@ -207,7 +213,9 @@ def test_arabic_digest_is_right_to_left_everywhere() -> None:
     assert digest.subject == "Levant Today: أخبار اليوم، 2 ديسمبر 2024 (10)"
     assert re.search(r'<html[^>]*\blang="ar"[^>]*\bdir="rtl"', digest.html)
     page = parse(digest.html)
-    wrapper = next(attrs for tag, attrs in page.tags if tag == "div" and attrs.get("aria-roledescription") == "email")
+    wrapper = next(
+        attrs for tag, attrs in page.tags if tag == "div" and attrs.get("aria-roledescription") == "email"
+    )
     assert (wrapper.get("lang"), wrapper.get("dir")) == ("ar", "rtl")
     section_cells = [a["style"] for t, a in page.tags if t == "td" and "direction" in a.get("style", "")]
     assert section_cells and all("direction: rtl" in s or "direction:rtl" in s for s in section_cells)
@@ -230,7 +238,7 @@ def test_dark_mode_survives_inlining() -> None:
 
 
 def test_hostile_title_is_escaped_not_injected() -> None:
-    hostile = '</mj-text><mj-raw><script>alert(1)</script></mj-raw><mj-text>'
+    hostile = "</mj-text><mj-raw><script>alert(1)</script></mj-raw><mj-text>"
     article = load_articles("en")[0]
     evil = Article(**{**article.__dict__, "title": hostile, "summary": "<img src=x onerror=alert(1)>"})
     digest = renderer("en").render([evil], DAY, archive_url=None)
@@ -240,10 +248,28 @@ def test_hostile_title_is_escaped_not_injected() -> None:
     assert hostile in digest.text  # the plain-text part is not HTML: no entities there
 
 
+def test_slot_tokens_in_article_content_are_defused() -> None:
+    article = load_articles("en")[0]
+    sneaky = Article(
+        **{
+            **article.__dict__,
+            "title": "Win PUBSLOT0EMAIL0 PUBSLOT0IFNAME0",
+            "summary": "PUBSLOT0UNSUBSCRIBE0",
+            "url": "https://news.example.org/PUBSLOT0NAME0",
+        }
+    )
+    digest = renderer("en").render([sneaky], DAY, archive_url=None)  # a stray conditional must not break it
+    filled = fill_slots(digest.text, {"UNSUBSCRIBE": "U", "PREFERENCES": "P", "NAME": "N", "EMAIL": "E"})
+    assert "Win PUBSLOT\u20600EMAIL0 PUBSLOT\u20600IFNAME0" in filled
+    assert "https://news.example.org/PUBSLOT%30NAME0" in filled
+
+
 def test_title_with_line_breaks_stays_on_one_line() -> None:
     article = load_articles("en")[0]
     digest = renderer("en").render(
-        [Article(**{**article.__dict__, "title": "Breaking\r\nBcc: victim@example.com"})], DAY, archive_url=None
+        [Article(**{**article.__dict__, "title": "Breaking\r\nBcc: victim@example.com"})],
+        DAY,
+        archive_url=None,
     )
     assert "Breaking Bcc: victim@example.com" in digest.text
     assert "\nBcc:" not in digest.text

@@ -6,7 +6,7 @@ import email
 import email.policy
 import os
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from functools import cache
@@ -24,7 +24,7 @@ from publisher.render.templates import make_environment
 
 GOLDEN = Path(__file__).parent / "golden" / "email"
 DAY = date(2024, 12, 2)
-SENT_AT = datetime(2024, 12, 2, 5, 0, tzinfo=timezone.utc)
+SENT_AT = datetime(2024, 12, 2, 5, 0, tzinfo=UTC)
 SITE = SiteSettings(
     name="Levant Today",
     base_url="https://news.example.org",
@@ -34,12 +34,21 @@ SITE = SiteSettings(
 )
 EDITIONS = {
     "en": EditionSettings.model_validate(
-        {"id": "en", "language": "en", "from": "Levant Today <digest@news.example.org>",
-         "subject": "{site}: the day's news, {date}"}
+        {
+            "id": "en",
+            "language": "en",
+            "from": "Levant Today <digest@news.example.org>",
+            "subject": "{site}: the day's news, {date}",
+        }
     ),
     "ar": EditionSettings.model_validate(
-        {"id": "ar", "language": "ar", "from": "ليفانت اليوم <digest@news.example.org>",
-         "title": "ليفانت اليوم — النشرة الصباحية", "subject": "{site}: أخبار اليوم، {date}"}
+        {
+            "id": "ar",
+            "language": "ar",
+            "from": "ليفانت اليوم <digest@news.example.org>",
+            "title": "ليفانت اليوم — النشرة الصباحية",
+            "subject": "{site}: أخبار اليوم، {date}",
+        }
     ),
 }
 
@@ -50,12 +59,19 @@ def digest(language: str) -> RenderedDigest:
 
     rows = json.loads((GOLDEN / "articles.json").read_text(encoding="utf-8"))[language]
     articles = [
-        Article(**{**r, "published_at": datetime.fromisoformat(r["published_at"]),
-                   "updated_at": datetime.fromisoformat(r["updated_at"])})
+        Article(
+            **{
+                **r,
+                "published_at": datetime.fromisoformat(r["published_at"]),
+                "updated_at": datetime.fromisoformat(r["updated_at"]),
+            }
+        )
         for r in rows
     ]
     renderer = DigestRenderer(make_environment(None), SITE, EDITIONS[language])
-    return renderer.render(articles, DAY, archive_url=f"https://news.example.org/archive/{language}/2024-12-02")
+    return renderer.render(
+        articles, DAY, archive_url=f"https://news.example.org/archive/{language}/2024-12-02"
+    )
 
 
 def template(language: str = "ar", **overrides: object) -> MessageTemplate:
@@ -213,7 +229,11 @@ def test_line_breaks_in_name_subject_or_title_never_add_a_header() -> None:
         direction="ltr",
     )
     data = MessageTemplate.build(
-        hostile, sender="A <a@example.org>", reply_to=None, list_id="l.example.org", list_unsubscribe_mailto=None
+        hostile,
+        sender="A <a@example.org>",
+        reply_to=None,
+        list_id="l.example.org",
+        list_unsubscribe_mailto=None,
     ).personalize(recipient(name="Eve\r\nBcc: victim@example.com\nX-Evil: 1"))
     names = header_names(data)
     assert "Bcc" not in names and "X-Evil" not in names
@@ -226,7 +246,14 @@ def test_line_breaks_in_name_subject_or_title_never_add_a_header() -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["sam@example.com\r\nBcc: x@y", "<sam@example.com>", "sam@example.com>", "sam @example.com", "no-at-sign", ""],
+    [
+        "sam@example.com\r\nBcc: x@y",
+        "<sam@example.com>",
+        "sam@example.com>",
+        "sam @example.com",
+        "no-at-sign",
+        "",
+    ],
 )
 def test_unusable_recipient_address_is_refused(address: str) -> None:
     with pytest.raises(ValueError):

@@ -18,11 +18,7 @@ from publisher.errors import SourceError
 from publisher.models import SourceState
 from publisher.sources import build_source
 from publisher.sources.feeds import FeedSource
-
-try:  # the test helpers live beside the fixtures; importable either way pytest sets sys.path
-    from tests.fixtures.sources.loopback import LoopbackHttpServer, refused_url
-except ModuleNotFoundError:  # pragma: no cover
-    from fixtures.sources.loopback import LoopbackHttpServer, refused_url  # type: ignore[no-redef]
+from tests.fixtures.sources.loopback import LoopbackHttpServer, refused_url
 
 FEEDS = Path(__file__).parent / "fixtures" / "sources" / "feeds"
 ZONE = ZoneInfo("Asia/Damascus")
@@ -36,7 +32,9 @@ def server() -> Iterator[LoopbackHttpServer]:
         yield running
 
 
-def feed_source(url: str, *, name: str = "site-feed", default_language: str | None = None, **settings: Any) -> FeedSource:
+def feed_source(
+    url: str, *, name: str = "site-feed", default_language: str | None = None, **settings: Any
+) -> FeedSource:
     return FeedSource(
         FeedSourceSettings(kind="feed", name=name, url=url, **settings),
         site_timezone=ZONE,
@@ -77,7 +75,9 @@ def test_rss2_entries_become_articles(server: LoopbackHttpServer) -> None:
     assert talks.image_url == "https://news.example.org/media/2024/12/02/king-talal-dam.jpg"
     assert talks.image_type == "image/jpeg" and talks.image_length == 184320
     assert talks.image_caption == "بحيرة سد الملك طلال وقد انحسرت مياهها"
-    assert talks.summary == "تبدأ اليوم في عمّان جولة محادثات تضمّ وفوداً من أربع دول لبحث تقاسم مياه حوض اليرموك."
+    assert (
+        talks.summary == "تبدأ اليوم في عمّان جولة محادثات تضمّ وفوداً من أربع دول لبحث تقاسم مياه حوض اليرموك."
+    )
     assert "<script" not in talks.content_html and "tracker" not in talks.content_html
     assert 'src="https://news.example.org/media/2024/12/02/dam.jpg"' in talks.content_html
     assert 'href="https://news.example.org/ar/politics/background"' in talks.content_html
@@ -148,7 +148,9 @@ def test_rdf_rss1_feed(server: LoopbackHttpServer) -> None:
 
 
 def test_json_feed_1_1(server: LoopbackHttpServer) -> None:
-    url = server.route("/ar/sports/feed.json", (FEEDS / "feed-1.1.json").read_bytes(), content_type="application/feed+json")
+    url = server.route(
+        "/ar/sports/feed.json", (FEEDS / "feed-1.1.json").read_bytes(), content_type="application/feed+json"
+    )
     result = fetch(feed_source(url))
     derby, marathon = result.articles
     assert derby.id == "https://news.example.org/ar/sports/derby"  # utm_campaign and gclid removed
@@ -171,7 +173,9 @@ def test_json_feed_1_1(server: LoopbackHttpServer) -> None:
     assert marathon.image_caption == "Runners downtown"
     assert "Roads will close &lt;early&gt;." in marathon.content_html  # content_text is escaped, not parsed
     assert marathon.summary == "Organisers expect about 9,000 runners. Roads will close <early>."
-    assert result.warnings == ["item 3 'An item without any URL': skipped: it has no link (an absolute http(s) URL is required)"]
+    assert result.warnings == [
+        "item 3 'An item without any URL': skipped: it has no link (an absolute http(s) URL is required)"
+    ]
 
 
 def test_json_feed_1_0_detected_by_content(server: LoopbackHttpServer) -> None:
@@ -246,7 +250,9 @@ def test_a_shared_session_is_used_and_left_open(server: LoopbackHttpServer) -> N
         )
         source.fetch(SourceState(name="shared"))
         source.fetch(SourceState(name="shared"))
-    assert [r.headers["user-agent"] for r in server.requests] == ["publisher-test (+https://news.example.org)"] * 2
+    assert [r.headers["user-agent"] for r in server.requests] == [
+        "publisher-test (+https://news.example.org)"
+    ] * 2
 
 
 # --- broken sources ----------------------------------------------------------------------------
@@ -288,7 +294,9 @@ def test_connection_refused() -> None:
 
 
 def test_malformed_xml_without_entries_is_a_source_error(server: LoopbackHttpServer) -> None:
-    url = server.route("/broken.xml", '<?xml version="1.0"?><rss version="2.0"><channel><title>x</title></chan')
+    url = server.route(
+        "/broken.xml", '<?xml version="1.0"?><rss version="2.0"><channel><title>x</title></chan'
+    )
     with pytest.raises(SourceError) as caught:
         fetch(feed_source(url, name="broken"))
     assert caught.value.source == "broken"
@@ -297,7 +305,9 @@ def test_malformed_xml_without_entries_is_a_source_error(server: LoopbackHttpSer
 
 def test_malformed_xml_with_entries_is_kept_with_a_warning(server: LoopbackHttpServer) -> None:
     body = (FEEDS / "rss2.xml").read_text(encoding="utf-8").replace("</channel>\n</rss>", "</channel>")
-    body = body.replace("<title>تراجع صادرات زيت الزيتون</title>", "<title>تراجع صادرات زيت الزيتون & المزيد</title>")
+    body = body.replace(
+        "<title>تراجع صادرات زيت الزيتون</title>", "<title>تراجع صادرات زيت الزيتون & المزيد</title>"
+    )
     url = server.route("/sloppy.xml", body, content_type=RSS)
     result = fetch(feed_source(url))
     assert len(result.articles) >= 2
@@ -305,7 +315,9 @@ def test_malformed_xml_with_entries_is_kept_with_a_warning(server: LoopbackHttpS
 
 
 @pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "application/rss+xml"])
-def test_an_html_page_instead_of_a_feed_is_a_source_error(server: LoopbackHttpServer, content_type: str) -> None:
+def test_an_html_page_instead_of_a_feed_is_a_source_error(
+    server: LoopbackHttpServer, content_type: str
+) -> None:
     page = (
         "<!DOCTYPE html>\n<html><head><title>Just a moment...</title></head>"
         "<body><h1>Checking your browser</h1><p>Please enable JavaScript.</p></body></html>"
@@ -331,7 +343,9 @@ def test_json_that_is_not_a_json_feed_is_a_source_error(server: LoopbackHttpServ
 
 
 def test_an_empty_but_valid_feed_gives_no_articles_and_no_error(server: LoopbackHttpServer) -> None:
-    url = server.route("/empty.xml", '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>')
+    url = server.route(
+        "/empty.xml", '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
+    )
     result = fetch(feed_source(url))
     assert result.articles == [] and result.warnings == []
 
@@ -374,3 +388,40 @@ def test_a_missing_local_file_is_a_source_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as caught:
         fetch(feed_source(str(tmp_path / "nowhere.xml"), name="lost"))
     assert caught.value.source == "lost" and "no such file" in caught.value.reason
+
+
+def test_a_feed_served_with_a_non_xml_content_type_is_fine(server: LoopbackHttpServer) -> None:
+    url = server.route("/rdf.txt", (FEEDS / "rdf.xml").read_bytes(), content_type="text/plain")
+    result = fetch(feed_source(url))
+    assert len(result.articles) == 2 and result.warnings == []
+
+
+def test_a_wrong_declared_encoding_is_a_warning_not_an_error(server: LoopbackHttpServer) -> None:
+    body = (FEEDS / "rss2.xml").read_bytes().replace(b'encoding="utf-8"', b'encoding="us-ascii"')
+    url = server.route("/ascii.xml", body, content_type="application/rss+xml")
+    result = fetch(feed_source(url))
+    assert len(result.articles) == 3
+    assert result.warnings[0].startswith("the feed has a flaw (") and "read anyway" in result.warnings[0]
+
+
+def test_bytes_that_are_not_xml_at_all_are_a_source_error(server: LoopbackHttpServer) -> None:
+    url = server.route("/garbage", b"hello world\x00\xff", content_type="application/octet-stream")
+    with pytest.raises(SourceError, match="not well-formed XML"):
+        fetch(feed_source(url))
+
+
+def test_a_body_naming_a_local_file_is_never_opened(server: LoopbackHttpServer, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.xml"
+    secret.write_bytes((FEEDS / "rdf.xml").read_bytes())
+    url = server.route("/sneaky", str(secret), content_type="application/xml")
+    with pytest.raises(SourceError):  # feedparser would read the file if handed the bytes directly
+        fetch(feed_source(url))
+
+
+def test_a_server_dripping_bytes_cannot_outlast_the_timeout(server: LoopbackHttpServer) -> None:
+    # each piece arrives well within the read timeout, but the whole body would take ~5 s
+    url = server.route("/drip.xml", (FEEDS / "rdf.xml").read_bytes(), drip=0.03)
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"did not finish sending within 0\.5 s"):
+        fetch(feed_source(url, timeout=0.5))
+    assert time.monotonic() - started < 1.0

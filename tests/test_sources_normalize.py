@@ -9,7 +9,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from publisher.models import Article
-from publisher.sources.htmltext import clean_title, html_to_text, make_summary, sanitize_html, truncate_at_word
+from publisher.sources.htmltext import (
+    clean_title,
+    html_to_text,
+    make_summary,
+    sanitize_html,
+    truncate_at_word,
+)
 from publisher.sources.normalize import (
     ItemSkipped,
     RawItem,
@@ -24,7 +30,9 @@ from publisher.sources.normalize import (
     to_utc,
 )
 
-HOSTILE = (Path(__file__).parent / "fixtures" / "sources" / "feeds" / "hostile.html").read_text(encoding="utf-8")
+HOSTILE = (Path(__file__).parent / "fixtures" / "sources" / "feeds" / "hostile.html").read_text(
+    encoding="utf-8"
+)
 ARTICLE_URL = "https://news.example.org/en/politics/story-1"
 DAMASCUS = ZoneInfo("Asia/Damascus")
 NOW = datetime(2024, 12, 2, 12, 0, tzinfo=UTC)
@@ -47,11 +55,16 @@ def test_hostile_html_is_defused() -> None:
 def test_sanitizing_keeps_the_article() -> None:
     clean = sanitize_html(HOSTILE, base_url=ARTICLE_URL)
     assert "<strong>bold</strong>" in clean
-    assert '<a href="https://news.example.org/en/world/story?id=7" rel="noopener">a relative link</a>' in clean
+    assert (
+        '<a href="https://news.example.org/en/world/story?id=7" rel="noopener">a relative link</a>' in clean
+    )
     assert '<img src="https://news.example.org/en/politics/photos/lead.jpg" alt="Lead photo">' in clean
     assert 'href="https://cdn.example.net/file.pdf"' in clean
     assert "<h2>Heading one</h2>" in clean  # h1 is the page's title level
-    assert '<figure><img src="https://news.example.org/media/figure.jpg" alt="Figure"><figcaption>Caption text</figcaption></figure>' in clean
+    assert (
+        '<figure><img src="https://news.example.org/media/figure.jpg" alt="Figure"><figcaption>Caption text</figcaption></figure>'
+        in clean
+    )
     assert "<th>Team</th><td>Points</td>" in clean
     assert "javascript link</a>" in clean  # the text stays, the href goes
     assert "data image" not in clean  # an <img> whose only src was data: is removed whole
@@ -80,7 +93,9 @@ def test_arabic_and_direction_survive_sanitizing() -> None:
 def test_titles_are_one_line_with_entities_decoded() -> None:
     assert clean_title("Talks\r\n  resume &amp; \tcontinue", is_html=False) == "Talks resume & continue"
     assert clean_title("5 &lt; 6 <em>really</em>\n", is_html=True) == "5 < 6 really"
-    assert clean_title("&#1593;&#1605;&#1617;&#1575;&#1606; &quot;today&quot;", is_html=False) == 'عمّان "today"'
+    assert (
+        clean_title("&#1593;&#1605;&#1617;&#1575;&#1606; &quot;today&quot;", is_html=False) == 'عمّان "today"'
+    )
 
 
 def test_html_to_text_separates_blocks_and_hides_scripts() -> None:
@@ -124,8 +139,13 @@ def test_tracking_parameters_are_removed_from_ids() -> None:
 def test_guids_win_over_urls_and_are_stable() -> None:
     url = "https://news.example.org/a?utm_source=x"
     assert stable_id("tag:news.example.org,2024:1", url, source_name="s") == "tag:news.example.org,2024:1"
-    assert stable_id("urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427", url, source_name="s").startswith("urn:uuid:")
-    assert stable_id("https://news.example.org/p/9?utm_campaign=rss", url, source_name="s") == "https://news.example.org/p/9"
+    assert stable_id("urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427", url, source_name="s").startswith(
+        "urn:uuid:"
+    )
+    assert (
+        stable_id("https://news.example.org/p/9?utm_campaign=rss", url, source_name="s")
+        == "https://news.example.org/p/9"
+    )
     assert stable_id("9", url, source_name="site-ar") == "site-ar:9"
     assert stable_id("  ", url, source_name="s") == "https://news.example.org/a"
 
@@ -133,7 +153,9 @@ def test_guids_win_over_urls_and_are_stable() -> None:
 def test_canonical_url_keeps_meaningful_parameters_and_encodes_unicode_paths() -> None:
     assert canonical_url("https://news.example.org/?p=12&page=2") == "https://news.example.org/?p=12&page=2"
     assert canonical_url("http://news.example.org:8080/x") == "http://news.example.org:8080/x"
-    assert canonical_url("https://news.example.org/ar/خبر") == "https://news.example.org/ar/%D8%AE%D8%A8%D8%B1"
+    assert (
+        canonical_url("https://news.example.org/ar/خبر") == "https://news.example.org/ar/%D8%AE%D8%A8%D8%B1"
+    )
 
 
 # --- languages and dates -----------------------------------------------------------------------
@@ -141,7 +163,15 @@ def test_canonical_url_keeps_meaningful_parameters_and_encodes_unicode_paths() -
 
 @pytest.mark.parametrize(
     ("tag", "expected"),
-    [("en-US", "en"), ("AR", "ar"), ("ar_SY", "ar"), ("en", "en"), ("", None), (None, None), ("not a tag", None)],
+    [
+        ("en-US", "en"),
+        ("AR", "ar"),
+        ("ar_SY", "ar"),
+        ("en", "en"),
+        ("", None),
+        (None, None),
+        ("not a tag", None),
+    ],
 )
 def test_language_is_the_lower_case_primary_tag(tag: str | None, expected: str | None) -> None:
     assert normalize_language(tag) == expected
@@ -201,7 +231,12 @@ def test_an_undated_item_is_stamped_now_and_flagged() -> None:
 
 def test_updated_never_precedes_published_and_image_is_absolute() -> None:
     article, warnings = build(
-        raw(updated=datetime(2024, 12, 1, 9, 0), image_url="../media/a.jpg", image_caption=" Caption\n", image_length=0)
+        raw(
+            updated=datetime(2024, 12, 1, 9, 0),
+            image_url="../media/a.jpg",
+            image_caption=" Caption\n",
+            image_length=0,
+        )
     )
     assert warnings == []
     assert article.published_at == article.updated_at == datetime(2024, 12, 2, 6, 0, tzinfo=UTC)

@@ -146,11 +146,18 @@ def test_a_non_ascii_recipient_goes_out_with_smtputf8(server: RecordingSmtpServe
 
 
 def test_450_is_temporary_550_permanent_and_the_rest_of_the_batch_still_goes(pipelining: bool) -> None:
-    replies = {"busy@example.test": "450 4.2.1 Mailbox busy", "gone@example.test": "550 5.1.1 No such user"}
+    replies = {
+        "busy@example.test": "450 4.2.1 Mailbox busy",
+        "gone@example.test": "550 5.1.1 No such user",
+        "full@example.test": "552 5.2.2 Mailbox full",  # at RCPT, RFC 5321 says: treat as temporary
+    }
     with RecordingSmtpServer(replies=replies, pipelining=pipelining) as server, SmtpTransport(server.settings()) as transport:
-        report = transport.send(messages("a@example.test", "busy@example.test", "gone@example.test", "b@example.test"))
+        report = transport.send(
+            messages("a@example.test", "busy@example.test", "gone@example.test", "full@example.test", "b@example.test")
+        )
 
-    ok, busy, gone, last = report.results
+    ok, busy, gone, full, last = report.results
+    assert (full.ok, full.temporary) == (False, True)
     assert ok.ok and last.ok
     assert (busy.ok, busy.temporary) == (False, True)
     assert busy.error is not None and "450 4.2.1 Mailbox busy" in busy.error and "RCPT" in busy.error
@@ -236,6 +243,16 @@ def test_a_server_gone_mid_batch_leaves_the_rest_pending_without_raising(pipelin
     assert [(r.ok, r.temporary) for r in rest] == [(False, True), (False, True)]
     assert all("not attempted" in (r.error or "") for r in rest)
     assert len(server.messages) == 1
+
+
+def test_a_server_gone_before_anything_was_accepted_raises_transport_unavailable(pipelining: bool) -> None:
+    replies = {"gone@example.test": "550 5.1.1 No such user", "drop@example.test": DROP}
+    with RecordingSmtpServer(replies=replies, pipelining=pipelining) as server, SmtpTransport(server.settings()) as transport:
+        assert transport.send(messages("warm@example.test")).sent == 1  # the connection is open now
+        server.refuse_new_connections()
+        with pytest.raises(TransportUnavailable, match="mail.transport.host"):
+            transport.send(messages("gone@example.test", "drop@example.test", "c@example.test", start=2))
+    assert [m.rcpt_tos[0] for m in server.messages] == ["warm@example.test"]
 
 
 def test_no_answer_within_the_timeout_is_temporary_and_not_retried_at_once() -> None:

@@ -21,7 +21,7 @@ from publisher.store import Store
 F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_CONFIG = "config.yaml"
 

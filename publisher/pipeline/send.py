@@ -31,6 +31,8 @@ from publisher.tokens import TokenSigner
 log = logging.getLogger("publisher.send")
 
 LEASE = timedelta(minutes=2)
+# This many permanent refusals in a row, all with the same answer, stop the send (see _record).
+SAME_REFUSAL_LIMIT = 10
 
 
 @dataclass
@@ -133,6 +135,8 @@ class DigestSender:
         self.links = LinkMaker(site, domain)
         self._attempts_before: dict[int, int] = {}
         self._writer: LedgerWriter
+        self._refusals: list[tuple[int, str]] = []
+        self.stop_digest = False
 
     def send(self, digest: DigestRecord, template: MessageTemplate, sender: str) -> SendOutcome:
         outcome = SendOutcome(digest.edition)
@@ -205,6 +209,9 @@ class DigestSender:
                     return
                 for result in report.results:
                     self._record(result, outcome)
+                if self.stop_digest:
+                    log.error("digest %s %s: %s", digest.edition, digest.day, outcome.error)
+                    return
                 done += len(messages)
                 if self.on_progress:
                     self.on_progress(done, total)
@@ -251,12 +258,26 @@ class DigestSender:
         if result.ok:
             self._writer.sent(result.delivery_id, result.provider_message_id)
             outcome.sent += 1
+            self._flush_refusals(outcome)
             return
         error = result.error or "unknown error"
         if not result.temporary:
-            ledger.mark_failed(result.delivery_id, error)
-            outcome.failed += 1
-            outcome.errors.append(error)
+            # Held back until the streak breaks: one identical refusal for everyone ("554 relay access
+            # denied") is the server's problem, not the subscribers'.
+            if self._refusals and self._refusals[-1][1] != error:
+                self._flush_refusals(outcome)
+            self._refusals.append((result.delivery_id, error))
+            if len(self._refusals) >= SAME_REFUSAL_LIMIT:
+                for delivery_id, _ in self._refusals:
+                    ledger.retry_later(delivery_id, error, datetime.now(UTC) + timedelta(seconds=self.mail.retry.first_delay))
+                outcome.deferred += len(self._refusals)
+                self._refusals.clear()
+                outcome.error = (
+                    f"{SAME_REFUSAL_LIMIT} recipients in a row refused with the same answer ({error}); "
+                    "stopped, nobody marked failed (hint: check mail.transport in config.yaml and the "
+                    "server's relay and sender policy)"
+                )
+                self.stop_digest = True
             return
         attempts = self._attempts_before.get(result.delivery_id, 0) + 1
         retry = self.mail.retry
@@ -269,7 +290,15 @@ class DigestSender:
             outcome.deferred += 1
         outcome.errors.append(error)
 
+    def _flush_refusals(self, outcome: SendOutcome) -> None:
+        for delivery_id, error in self._refusals:
+            self.store.deliveries.mark_failed(delivery_id, error)
+            outcome.failed += 1
+            outcome.errors.append(error)
+        self._refusals.clear()
+
     def _finish(self, digest: DigestRecord, outcome: SendOutcome) -> None:
+        self._flush_refusals(outcome)
         counts = self.store.deliveries.counts(digest.id)
         outcome.recipients = sum(counts.values())
         pending = counts["pending"]

@@ -114,9 +114,9 @@ def build_confirmation_message(
     message["Subject"] = content.subject
     message["Date"] = format_datetime(date or datetime.now(UTC))
     message["Message-ID"] = message_id
-    message["Content-Language"] = content.language
     # RFC 3834: sent automatically in answer to a form; auto-responders must not answer it.
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(content.text, cte="quoted-printable")
     message.add_alternative(content.html, subtype="html", cte="quoted-printable")
+    message["Content-Language"] = content.language  # after set_content, which drops Content-* headers
     return message.as_bytes()

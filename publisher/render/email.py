@@ -29,12 +29,14 @@ from publisher.render.slots import (
     Slot,
     check_tokens,
     conditional,
+    defuse,
+    defuse_url,
     fill_slots,
     slots_in,
     token,
 )
 from publisher.render.strings import UiStrings, load_strings
-from publisher.render.templates import absolute_url, format_date, parse_locale
+from publisher.render.templates import absolute_url, fill, format_date, text_direction
 
 __all__ = ["DigestRenderer", "fill_slots"]
 
@@ -50,7 +52,7 @@ def clean_line(value: str | None) -> str:
     """One line of plain text: control characters dropped, CR/LF and runs of spaces collapsed."""
     if not value:
         return ""
-    return " ".join(_CONTROL.sub(" ", value).split())
+    return defuse(" ".join(_CONTROL.sub(" ", value).split()))
 
 
 def shorten(text: str, limit: int) -> str:
@@ -98,7 +100,7 @@ class DigestRenderer:
         self._site = site
         self._edition = edition
         self.language = edition.language
-        self.direction = "rtl" if parse_locale(edition.language).character_order == "right-to-left" else "ltr"
+        self.direction = text_direction(edition.language)
         self.strings: UiStrings = load_strings(env, edition.language)
         # keep_style_tags: the @media blocks (dark mode, phones) cannot be inlined and must stay in
         # a <style>; the inlined copies serve clients that drop <style> (some webmail, old Outlook).
@@ -178,7 +180,9 @@ class DigestRenderer:
             "articles": views,
             "sections": sections,
             "count": len(views),
-            "archive_url": absolute_url(archive_url, self._site.public_url) if archive_url else "",
+            "archive_url": defuse_url(absolute_url(archive_url, self._site.public_url))
+            if archive_url
+            else "",
             "strings": self.strings,
             "slots": {slot.name.lower(): token(slot) for slot in Slot},
             "if_slot": _if_slot,
@@ -197,12 +201,12 @@ class DigestRenderer:
         return ArticleView(
             number=number,
             title=title,
-            url=absolute_url(article.url, base) or absolute_url(base, base),
+            url=defuse_url(absolute_url(article.url, base) or absolute_url(base, base)),
             summary=summary_of(article),
             section=clean_line(article.section) or None,
-            author=self.strings["by"].format(author=author) if author else "",
+            author=fill(self.strings["by"], author=author) if author else "",
             credit=clean_line(article.source_credit) or clean_line(article.source_name),
-            image_url=absolute_url(article.image_url, base),
+            image_url=defuse_url(absolute_url(article.image_url, base)),
             image_alt=clean_line(article.image_alt) or clean_line(article.image_caption) or title,
             caption=clean_line(article.image_caption),
         )
@@ -218,7 +222,9 @@ class DigestRenderer:
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from exc
         except jinja2.UndefinedError as exc:
-            raise TemplateError(f"{name}: {exc.message} (hint: see the variables in templates/email/README.md)") from exc
+            raise TemplateError(
+                f"{name}: {exc.message} (hint: see the variables in templates/email/README.md)"
+            ) from exc
         except jinja2.TemplateError as exc:
             raise TemplateError(f"{name}: {exc}") from exc
 
@@ -245,7 +251,9 @@ def _if_slot(eval_ctx: EvalContext, key: str, present: str, absent: str = "") ->
     try:
         slot = Slot(key.upper())
     except ValueError as exc:
-        raise TemplateError(f"if_slot: unknown slot {key!r}; known: {', '.join(s.value for s in Slot)}") from exc
+        raise TemplateError(
+            f"if_slot: unknown slot {key!r}; known: {', '.join(s.value for s in Slot)}"
+        ) from exc
     if eval_ctx.autoescape:
         return Markup(conditional(slot, str(escape(present)), str(escape(absent))))
     return conditional(slot, present, absent)

@@ -16,7 +16,7 @@ import binascii
 import hashlib
 import html
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from publisher.models import Recipient, RenderedDigest
@@ -42,8 +42,16 @@ _Hole = tuple[str, bool]  # (slot key or header name, in the HTML part)
 class MessageTemplate:
     """One digest's message, ready to be personalized for each recipient."""
 
-    def __init__(self, *, head: list[bytes | _Hole], text: str, html_body: str, tail: bytes, middle: bytes,
-                 mailto: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        head: list[bytes | _Hole],
+        text: str,
+        html_body: str,
+        tail: bytes,
+        middle: bytes,
+        mailto: str | None,
+    ) -> None:
         self._head = head
         self._text = text
         self._html = html_body
@@ -65,9 +73,9 @@ class MessageTemplate:
         date: datetime | None = None,
     ) -> MessageTemplate:
         """Encode what every copy shares. Raises ValueError for an unusable address or header value."""
-        when = date or datetime.now(timezone.utc)
+        when = date or datetime.now(UTC)
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         language = digest.language.strip()
         if not _LANGUAGE.fullmatch(language):
             raise ValueError(f"not a language tag: {language!r}")
@@ -96,7 +104,9 @@ class MessageTemplate:
         ]
         middle = CRLF + _part_head(boundary, "text/html")
         tail = CRLF + f"--{boundary}--".encode("ascii") + CRLF
-        return cls(head=head, text=digest.text, html_body=digest.html, middle=middle, tail=tail, mailto=mailto)
+        return cls(
+            head=head, text=digest.text, html_body=digest.html, middle=middle, tail=tail, mailto=mailto
+        )
 
     def personalize(self, recipient: Recipient) -> bytes:
         """The complete RFC 5322 message (CRLF) for one recipient. ValueError for unusable input."""
@@ -171,7 +181,7 @@ def _merge_static(pieces: list[bytes | _Hole]) -> list[bytes | _Hole]:
 
 def _part_head(boundary: str, media_type: str) -> bytes:
     return (
-        f"--{boundary}\r\nContent-Type: {media_type}; charset=\"utf-8\"\r\n"
+        f'--{boundary}\r\nContent-Type: {media_type}; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     ).encode("ascii")
 
@@ -292,7 +302,7 @@ def encode_phrase(name: str) -> bytes:
 def encode_unstructured(value: str, used: int) -> bytes:
     """Subject-like text on one logical line: ASCII folded at spaces, anything else RFC 2047."""
     text = clean(value)
-    if text.isascii():
+    if text.isascii() and max(map(len, text.split(" ")), default=0) < 900:
         return _fold_ascii(text, used)
     return _encoded_words(text)
 

@@ -34,9 +34,31 @@ _KNOWN = frozenset(slot.value for slot in Slot)
 
 SLOT_PATTERN = re.compile(PREFIX + r"([A-Z]+)" + SUFFIX)
 _CONDITIONAL = re.compile(
-    PREFIX + r"IF([A-Z]+)" + SUFFIX + r"(.*?)" + PREFIX + r"ELSE" + SUFFIX + r"(.*?)" + PREFIX + "ENDIF" + SUFFIX,
+    PREFIX
+    + r"IF([A-Z]+)"
+    + SUFFIX
+    + r"(.*?)"
+    + PREFIX
+    + r"ELSE"
+    + SUFFIX
+    + r"(.*?)"
+    + PREFIX
+    + "ENDIF"
+    + SUFFIX,
     re.DOTALL,
 )
+
+
+def defuse(text: str) -> str:
+    """Content from outside (titles, summaries) must not carry a slot: a feed could otherwise
+    break the render with a stray conditional, or have a recipient's address filled into a title.
+    A WORD JOINER (invisible) breaks the token."""
+    return text.replace(PREFIX, "PUBSLOT\u20600") if PREFIX in text else text
+
+
+def defuse_url(url: str) -> str:
+    """The same for a URL: '%30' is '0' percent-encoded, equivalent for any server."""
+    return url.replace(PREFIX, "PUBSLOT%30") if PREFIX in url else url
 
 
 def token(slot: Slot) -> str:

@@ -52,7 +52,9 @@ def _read(env: jinja2.Environment, loader: jinja2.BaseLoader) -> tuple[dict[str,
     except yaml.YAMLError as exc:
         raise TemplateError(f"{where}: not valid YAML: {exc} (hint: quote strings that contain ':')") from exc
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise TemplateError(f"{where}: expected a mapping of language -> mapping of strings (en: {{read_more: ...}})")
+        raise TemplateError(
+            f"{where}: expected a mapping of language -> mapping of strings (en: {{read_more: ...}})"
+        )
     return data, where
 
 

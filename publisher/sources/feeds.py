@@ -106,7 +106,7 @@ class FeedSource:
         try:
             if looks_like_json(fetched.body, fetched.content_type):
                 return parse_json_feed(fetched.body, url=fetched.url)
-            return parse_xml_feed(fetched.body, url=fetched.url, content_type=fetched.content_type)
+            return parse_xml_feed(fetched.body, url=fetched.url, charset=fetched.charset)
         except FeedParseError as exc:
             raise SourceError(
                 self.name,

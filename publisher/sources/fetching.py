@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import requests
+import urllib3
 
 from publisher.errors import SourceError
 
@@ -71,7 +72,9 @@ def download(
     last_modified: str | None = None,
     accept: str = "*/*",
 ) -> Download:
-    """GET `url`. The whole exchange (connect, headers, body) must finish within `timeout` seconds.
+    """GET `url`. Connecting and each wait for data are limited to `timeout` seconds, and the body
+    download is abandoned once `timeout` seconds have passed since the start (a server dripping bytes
+    cannot hold a collection hostage).
 
     `setting` names the config key to fix in messages, e.g. "sources[site-en].url".
     Raises SourceError for every failure; a 304 gives Download(not_modified=True).
@@ -138,22 +141,26 @@ def download(
 def _read_body(
     response: requests.Response, *, deadline: float, source_name: str, url: str, timeout: float
 ) -> bytes:
-    """Read the body in chunks so that a server dripping bytes cannot exceed the deadline."""
+    """Read the body so that a server dripping bytes cannot outlast the deadline: read1 returns as
+    soon as any data arrives (iter_content would wait for a whole chunk)."""
     chunks: list[bytes] = []
     size = 0
     try:
-        for chunk in response.iter_content(_CHUNK):
+        while chunk := response.raw.read1(_CHUNK, decode_content=True):
             chunks.append(chunk)
             size += len(chunk)
             if size > MAX_BYTES:
                 raise SourceError(
-                    source_name, f"{url} sent more than {MAX_BYTES // (1024 * 1024)} MB; is it really a feed?"
+                    source_name,
+                    f"{url} sent more than {MAX_BYTES // (1024 * 1024)} MB; is it really a feed?",
                 )
             if time.monotonic() > deadline:
                 raise SourceError(
-                    source_name, f"{url} did not finish sending within {timeout:g} s; retry later"
+                    source_name,
+                    f"{url} did not finish sending within {timeout:g} s; retry later, or raise "
+                    "the source's timeout in config.yaml",
                 )
-    except requests.RequestException as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise SourceError(
             source_name, f"the connection to {url} broke off ({_root_cause(exc)}); retry later"
         ) from exc

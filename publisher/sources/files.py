@@ -38,7 +38,13 @@ from publisher.config import FilesSourceSettings
 from publisher.errors import SourceError
 from publisher.models import SourceResult, SourceState
 from publisher.sources.fetching import local_path
-from publisher.sources.normalize import ItemSkipped, RawItem, coerce_datetime, normalize_items
+from publisher.sources.normalize import (
+    ItemSkipped,
+    RawItem,
+    coerce_datetime,
+    normalize_items,
+    normalize_language,
+)
 
 ARTICLE_SUFFIXES = (".md", ".markdown", ".json")
 KNOWN_KEYS = frozenset(
@@ -170,7 +176,9 @@ class FilesSource:
             updated = coerce_datetime(meta.get("updated"))
         except ValueError as exc:
             raise ItemSkipped(f"{where}: skipped: {exc}") from exc
-        language = _string(meta.get("language")) or self._default_language
+        language = normalize_language(_string(meta.get("language"))) or normalize_language(
+            self._default_language
+        )
         url = _string(meta.get("url"))
         if url:
             url = urljoin(self._site + "/", url)

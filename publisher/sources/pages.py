@@ -23,7 +23,7 @@ from publisher.config import PageSourceSettings
 from publisher.errors import SourceError
 from publisher.models import SourceResult, SourceState
 from publisher.sources.fetching import download, is_remote
-from publisher.sources.htmltext import collapse_whitespace
+from publisher.sources.htmltext import collapse_whitespace, html_to_text
 from publisher.sources.normalize import (
     ItemSkipped,
     RawItem,
@@ -33,6 +33,8 @@ from publisher.sources.normalize import (
     parse_datetime,
 )
 
+MIN_ARTICLE_CHARACTERS = 40
+_META_CHARSET = re.compile(rb"<meta[^>]+charset=[\"']?([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.1"
 _LEADING_HEADING = re.compile(r"^\s*(?:<html>\s*)?(?:<body>\s*)?<h[1-3][^>]*>(.*?)</h[1-3]>", re.DOTALL)
 
@@ -124,7 +126,12 @@ def _first_date(*candidates: object) -> datetime | None:
 
 
 class PageSource:
-    """A list of article page URLs. A page that fails is a warning; all pages failing is a SourceError."""
+    """A list of article page URLs. A page that fails is a warning; all pages failing is a SourceError.
+
+    The configured section wins over the page's own article:section (an operator who lists pages
+    for a source is choosing their section); the page's <html lang> wins over the configured language.
+    Pages are fetched unconditionally: SourceState keeps one ETag per source, not one per page.
+    """
 
     def __init__(
         self,
@@ -174,7 +181,7 @@ class PageSource:
             session=self._session,
             accept=ACCEPT,
         )
-        page = fetched.body.decode(fetched.charset or "utf-8", errors="replace")
+        page = _decode(fetched.body, fetched.charset)
         return self.extract(page, url=fetched.url)
 
     def extract(self, page: str, *, url: str) -> RawItem:
@@ -193,7 +200,8 @@ class PageSource:
             include_comments=False,
             with_metadata=False,
         )
-        if not body:
+        # trafilatura falls back to any text at all (a lone "Home" link): less than a sentence is no article
+        if not body or len(html_to_text(body)) < MIN_ARTICLE_CHARACTERS:
             raise ItemSkipped(f"{url}: skipped: no article text found in the page")
         title = metadata.title or facts.meta.get("og:title")
         body = _without_leading_title(body, title)
@@ -223,10 +231,22 @@ class PageSource:
             author=metadata.author,
             summary_html=_escape(metadata.description),
             content_html=body,
-            image_url=absolute_http_url(image, url) if image else None,
+            image_url=absolute_http_url(image, canonical) if image else None,
             image_caption=facts.figcaption,
             image_alt=facts.meta.get("og:image:alt"),
         )
+
+
+def _decode(body: bytes, header_charset: str | None) -> str:
+    """The HTTP charset, else the page's <meta charset>, else UTF-8; undecodable bytes become U+FFFD."""
+    declared = _META_CHARSET.search(body[:4096])
+    for charset in (header_charset, declared.group(1).decode("ascii") if declared else None, "utf-8"):
+        if charset:
+            try:
+                return body.decode(charset, errors="replace")
+            except LookupError:  # a charset name Python does not know
+                continue
+    return body.decode("utf-8", errors="replace")
 
 
 def _escape(text: str | None) -> str | None:

@@ -7,6 +7,7 @@ import html
 import io
 import re
 import xml.etree.ElementTree as ElementTree
+import xml.sax
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,11 +41,16 @@ def looks_like_html(body: bytes) -> bool:
     return bool(_HTML_START.match(body[:2048]))
 
 
-def parse_xml_feed(body: bytes, *, url: str, content_type: str) -> ParsedFeed:
-    """Parse RSS/Atom/RDF. Raises FeedParseError when nothing usable is there."""
+def parse_xml_feed(body: bytes, *, url: str, charset: str | None = None) -> ParsedFeed:
+    """Parse RSS/Atom/RDF. Raises FeedParseError when nothing usable is there.
+
+    `charset` is the one the HTTP Content-Type named, if any. The media type itself is not passed
+    on: many servers say text/plain or octet-stream for a good feed, and the content was sniffed.
+    """
     if looks_like_html(body):
         raise FeedParseError("it sent an HTML page, not a feed")
-    headers = {"content-location": url, "content-type": content_type or "application/xml"}
+    media_type = f"application/xml; charset={charset}" if charset else "application/xml"
+    headers = {"content-location": url, "content-type": media_type}
     # A stream, never bytes or str: feedparser treats those as a file name or URL to open when they
     # look like one, and the body comes from a server we do not control.
     # Relative URLs in content are resolved by us, against the article (see _content_base), and
@@ -52,18 +58,21 @@ def parse_xml_feed(body: bytes, *, url: str, content_type: str) -> ParsedFeed:
     parsed = feedparser.parse(
         io.BytesIO(body), response_headers=headers, sanitize_html=False, resolve_relative_uris=False
     )
-    entries: list[Any] = list(parsed.entries)
-    problem = _describe_bozo(parsed) if parsed.bozo else None
+    entries: list[Any] = list(parsed.get("entries") or [])
+    exc = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    # Only a parse error means broken XML; the other "bozo" reasons (a text/plain Content-Type, a
+    # wrong declared encoding, an undeclared namespace) leave a perfectly usable feed.
+    malformed = isinstance(exc, xml.sax.SAXException)
     if not entries:
-        if problem:
-            raise FeedParseError(f"it is not well-formed XML ({problem})")
-        if not parsed.version:
+        if malformed:
+            raise FeedParseError(f"it is not well-formed XML ({_describe(exc)})")
+        if not parsed.get("version"):
             raise FeedParseError("it is XML but not RSS, Atom or RDF")
     warnings = []
-    if problem:
+    if exc is not None:
         warnings.append(
-            f"the feed is not well-formed ({problem}); {len(entries)} entries were read anyway: "
-            "ask its publisher to fix it"
+            f"the feed {'is not well-formed' if malformed else 'has a flaw'} ({_describe(exc)}); "
+            f"{len(entries)} entries were read anyway: ask its publisher to fix it"
         )
     feed_language = parsed.feed.get("language") or _detail_language(parsed.feed.get("title_detail"))
     captions = _media_captions(body, expected=len(entries))
@@ -71,8 +80,7 @@ def parse_xml_feed(body: bytes, *, url: str, content_type: str) -> ParsedFeed:
     return ParsedFeed(language=feed_language, items=items, warnings=warnings)
 
 
-def _describe_bozo(parsed: Any) -> str:
-    exc = parsed.get("bozo_exception")
+def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return "unknown problem"
     line = getattr(exc, "getLineNumber", None)
@@ -207,14 +215,12 @@ def _media_captions(body: bytes, *, expected: int) -> dict[int, str]:
         return {}
     captions: dict[int, str] = {}
     for index, element in enumerate(entries, 1):
-        text = None
         for name in ("description", "title"):
             found = element.find(f".//{{{MEDIA_NS}}}{name}")
-            if found is not None and (found.text or "").strip():
-                text = found.text.strip() if found.text else None
+            text = (found.text or "").strip() if found is not None else ""
+            if text:
+                captions[index] = text
                 break
-        if text:
-            captions[index] = text
     return captions
 
 

@@ -108,7 +108,9 @@ class ConsentRepository:
                         email=email, status=SubscriberStatus.PENDING.value, created_at=now, paused=False, **values
                     )
                 )
-                return PendingSignup(int(inserted.inserted_primary_key[0]), None)
+                key = inserted.inserted_primary_key
+                assert key is not None
+                return PendingSignup(int(key[0]), None)
             status = SubscriberStatus(row.status)
             if status is not SubscriberStatus.ACTIVE:
                 connection.execute(update(subscribers).where(subscribers.c.id == row.id).values(**values))

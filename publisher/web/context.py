@@ -167,13 +167,18 @@ class WebContext:
         status_code: int = 200,
         links: list[tuple[str, str]] | None = None,
         values: Mapping[str, Any] | None = None,
+        extra_key: str | None = None,
     ) -> HTMLResponse:
         """A page with a title, a paragraph and links: the answer to most actions and errors."""
-        strings = self.strings(language)
-        fill = dict(values or {})
         return self.page(
             "web/notice.html.j2",
             language,
-            {"title_key": title_key, "text_key": text_key, "links": links or [], "values": fill},
+            {
+                "title_key": title_key,
+                "text_key": text_key,
+                "extra_key": extra_key,
+                "links": links or [],
+                "values": dict(values or {}),
+            },
             status_code=status_code,
         )

@@ -30,12 +30,14 @@ class MailTransport(Protocol):
     - A refusal that may pass later (SMTP 4xx, a lost connection, a timeout) gives ``ok=False,
       temporary=True``; a refusal that will not (SMTP 5xx, an impossible address) gives
       ``temporary=False``. ``error`` carries the server's code and text or the local reason.
-    - Per-message problems never raise. If the transport breaks down part way through a batch (the
-      server went away and cannot be reached again), the messages not yet attempted are reported
-      ``temporary=True`` with the reason, after the real results of those already handed over.
-    - ``send`` raises ``TransportUnavailable`` only when nothing of the batch could be handed over
-      because the transport cannot start at all (cannot connect, TLS or login fails, outbox directory
-      not writable). The message names the setting to check. No message of that batch was accepted.
+    - Per-message problems never raise.
+    - ``send`` raises ``TransportUnavailable`` when the destination cannot be reached at all (cannot
+      connect, TLS or login fails, outbox directory not usable) before any message of the batch was
+      accepted. Its message names the setting to check. No message of that batch was accepted, so
+      the caller keeps them all pending.
+    - If the destination goes away after some message of the batch was accepted, ``send`` returns
+      normally: the real results of the messages already handled, then ``temporary=True`` for the
+      ones not attempted, with the reason.
     - An empty batch returns an empty report without touching the network or the disk.
 
     ``close()`` releases connections; it never raises and may be called more than once. Subclass this

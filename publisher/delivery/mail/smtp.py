@@ -85,7 +85,8 @@ class SmtpTransport(MailTransport):
             try:
                 results.append(self._deliver(message))
             except _Unreachable as exc:
-                if not results:
+                if not any(result.ok for result in results):
+                    # nothing accepted yet: one clear error beats a batch of identical failures
                     raise TransportUnavailable(str(exc)) from None
                 log.warning("SMTP %s unreachable mid-batch; %d message(s) left pending: %s",
                             self.address, len(batch) - index, exc)
