@@ -192,7 +192,7 @@ def decide(slot: datetime, now: datetime, grace: timedelta, max_lateness: timede
     if lateness <= grace:
         return SlotDecision(True, False, None)
     if lateness <= max_lateness:
-        return SlotDecision(True, True, f"sent {_duration(lateness)} late (grace {_duration(grace)})")
+        return SlotDecision(True, True, f"late by {_duration(lateness)} (grace {_duration(grace)})")
     return SlotDecision(
         False, True, f"{_duration(lateness)} late, beyond the maximum lateness of {_duration(max_lateness)}: not sent"
     )

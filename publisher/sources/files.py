@@ -12,7 +12,7 @@ image_caption: Delegates arrive at the conference centre
 image_alt: Delegates walking into a conference hall
 summary: One or two plain sentences.
 url: /en/water-talks-amman      # optional; default: <site>/<language>/<file-name-slug>
-id: water-talks-amman           # optional; default: the URL
+id: water-talks-amman           # optional, stored as "<source name>:water-talks-amman"; default: the URL
 updated: 2024-12-02 10:00       # optional
 ---
 Body in Markdown.

@@ -112,6 +112,16 @@ class WebContext:
         names = load_strings(self.environment(), language)
         return {key: names.section(key) for key in self.sections()}
 
+    def edition_choices(self) -> list[dict[str, str]]:
+        """One choice per language: its name in that language, and the edition's title when it has one."""
+        config = self.config
+        choices = []
+        for code in self.languages(config):
+            edition = self.edition_for(code, config)
+            title = edition.title if edition is not None and edition.title else ""
+            choices.append({"code": code, "label": str(self.strings(code)["language_name"]), "title": title})
+        return choices
+
     def language_choices(self) -> list[LanguageChoice]:
         return [LanguageChoice(code, str(self.strings(code)["language_name"])) for code in self.languages()]
 

@@ -82,7 +82,7 @@ class PreferencesPages:
                     "paused": subscriber.paused,
                     "status": subscriber.status.value,
                 },
-                "editions": [{"code": code, "label": self.web.edition_title(code)} for code in self.web.languages()],
+                "editions": self.web.edition_choices(),
                 "sections": [{"key": key, "label": label} for key, label in labels.items()],
                 "csrf": self.web.csrf().issue(token),
                 "saved": saved,

@@ -84,9 +84,7 @@ class SubscribePages:
             {
                 "form": choices,
                 "errors": choices.errors,
-                "editions": [
-                    {"code": code, "label": self.web.edition_title(code)} for code in self.web.languages()
-                ],
+                "editions": self.web.edition_choices(),
                 "sections": [{"key": key, "label": label} for key, label in labels.items()],
                 "csrf": self.web.csrf().issue("subscribe", nonce),
                 "switch_languages": True,
