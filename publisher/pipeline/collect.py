@@ -48,7 +48,7 @@ class CollectReport:
 def collect(config: Config, store: Store, *, session: requests.Session | None = None) -> CollectReport:
     report = CollectReport()
     session = session or requests.Session()
-    session.headers.setdefault("User-Agent", f"publisher (+{config.site.base_url})")
+    session.headers["User-Agent"] = f"publisher/0.1 (+{config.site.base_url})"
     default_language = config.editions[0].language if len(config.editions) == 1 else None
     for settings in config.sources:
         if not settings.enabled:
