@@ -224,8 +224,9 @@ def due_slots(
     """Digest slots in (since, now] that nobody has made a digest for, with what to do about each.
 
     Only the newest slot may run; an older day whose slot passed unseen (the service was down) is
-    reported as skipped, but only after the edition's last known digest (a first start does not
-    report the days before the service existed).
+    reported as skipped, but only after the edition's last known digest. A store with no digest of
+    the edition yet (a first start) takes the newest slot only if it is within grace, and reports
+    nothing older: nothing was missed before the service existed.
     """
     slots = fire_times(job, since, now)
     newest_per_day: dict[date, datetime] = {}
@@ -242,6 +243,8 @@ def due_slots(
             continue
         if day == newest_day:
             decision = decide(slot, now, config.schedule.grace, config.schedule.max_lateness)
+            if decision.late and last_digest_day is None:
+                continue  # no digest of this edition yet: nothing was missed, a first start is not late
         else:
             newer = newest_per_day[newest_day].astimezone(config.site.zone).isoformat(timespec="minutes")
             decision = SlotDecision(False, True, f"missed while the service was not running; superseded by {newer}")
@@ -292,6 +295,7 @@ class Scheduler:
             name=MAINTENANCE,
             next_run_time=datetime.now(UTC),
             misfire_grace_time=int(self._maintenance_seconds) + 1,
+            max_instances=2,  # the runner lets only one work; the other returns at once
         )
         self.apply(config)
 

@@ -52,6 +52,7 @@ STOP_SECONDS = 10.0  # how long a stop waits for the job in flight before abando
 LOOKBACK = timedelta(days=7)  # how far back a start looks for slots missed while it was down
 STALE_RUN = timedelta(minutes=10)  # a 'running' slot with no digest after this long lost its owner
 UNFINISHED = (DigestStatus.SELECTED, DigestStatus.RENDERED, DigestStatus.SENDING)
+RESUME_BACKOFF, RESUME_BACKOFF_MAX = timedelta(seconds=30), timedelta(minutes=15)
 
 ProgressContext = Callable[[], AbstractContextManager[ProgressFactory]]
 
@@ -76,10 +77,12 @@ class ServiceJobs:
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.on_tick: Callable[[], None] = lambda: None
         self._lock = threading.Lock()
+        self._maintaining = threading.Lock()
         self._running = 0
         self._busy: set[str] = set()  # editions this process is running right now
         self._checked: dict[str, datetime] = {}  # digest job id -> slots up to here were looked at
         self._started = False
+        self._failed_resumes: dict[int, tuple[int, datetime]] = {}  # digest id -> (failures, retry at)
 
     @property
     def running(self) -> int:
@@ -108,15 +111,23 @@ class ServiceJobs:
         self._guarded(f"digest {edition}", fire)
 
     def maintain(self) -> None:
-        self._guarded("maintenance", self._maintain)
+        # a tick that comes while the previous one still sends returns at once (the scheduler
+        # allows two instances so that this is silent rather than a warning every tick)
+        if not self._maintaining.acquire(blocking=False):
+            return
+        try:
+            self._guarded("maintenance", self._maintain)
+        finally:
+            self._maintaining.release()
 
     def on_config(self, previous: Config, config: Config) -> None:
-        """A digest job added by a reload starts looking for slots from now, not from the past."""
+        """A digest job added by a reload looks for slots from now on: an edit never sends retroactively."""
         now = self.clock()
+        before = {job.id for job in planned_jobs(previous)}
         with self._lock:
             for job in planned_jobs(config):
-                if job.kind == "digest":
-                    self._checked.setdefault(job.id, now)
+                if job.kind == "digest" and job.id not in before:
+                    self._checked[job.id] = now
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -179,7 +190,7 @@ class ServiceJobs:
                 log.warning("digest %s slot %s (day %s) skipped: %s", job.edition, shown, due.day, due.decision.reason)
             return
         if not self.store.jobs.start(job.id, due.slot, self.owner):
-            log.debug("digest %s slot %s is taken by another process", job.edition, shown)
+            log.info("digest %s slot %s: taken by another process (or an earlier run)", job.edition, shown)
             return
         if due.decision.late:
             log.warning("digest %s slot %s (day %s): %s", job.edition, shown, due.day, due.decision.reason)
@@ -218,8 +229,16 @@ class ServiceJobs:
             holder, until = self.store.digests.lease_holder(record.id)
             if holder is not None and until is not None and until > real_now:
                 continue  # someone is sending it now (or died less than a lease ago)
+            failures, retry_at = self._failed_resumes.get(record.id, (0, real_now))
+            if retry_at > real_now:
+                continue  # it failed before (a template error, say): try again later, not every tick
             log.info("resume: digest %s %s is %s; completing it", record.edition, record.day, record.status)
-            self._run_digests(config, record.day, record.edition)
+            outcomes = self._run_digests(config, record.day, record.edition)
+            if any(o.error or (o.send and o.send.error) for o in outcomes):
+                delay = min(RESUME_BACKOFF * 2**failures, RESUME_BACKOFF_MAX)
+                self._failed_resumes[record.id] = (failures + 1, datetime.now(UTC) + delay)
+            else:
+                self._failed_resumes.pop(record.id, None)
         for run in self.store.jobs.recent(50):
             edition = run.job.removeprefix("digest:")
             if run.job == edition or edition not in editions or run.status not in ("running", "interrupted", "failed"):
@@ -417,7 +436,6 @@ class Service:
             log.error("web: cannot serve on %s:%d: %s; the scheduler keeps running without it",
                       config.web.host, config.web.port, exc)
             return None
-        log.info("web: listening on http://%s:%d", config.web.host, config.web.port)
         return server
 
 

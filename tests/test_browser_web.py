@@ -202,7 +202,7 @@ def test_subscribe_confirm_receive_unsubscribe_in_a_browser(browser: object, sit
     _wait_for_text(driver, "You are unsubscribed")
 
 
-def test_forged_and_expired_links_get_a_clear_page(browser: object, site: Site) -> None:
+def test_forged_and_expired_links_get_a_clear_page_and_the_button_works(browser: object, site: Site) -> None:
     driver = browser
     site.store.subscribers.upsert("held@example.org", language="en")
     held = site.store.subscribers.by_email("held@example.org")
@@ -218,6 +218,12 @@ def test_forged_and_expired_links_get_a_clear_page(browser: object, site: Site) 
     driver.get(f"{site.url}/confirm/{expired}")  # type: ignore[attr-defined]
     _wait_for_text(driver, "This link has expired")
     assert site.store.subscribers.get(held.id).status is SubscriberStatus.ACTIVE  # type: ignore[union-attr]
+    # the footer link: the page's button posts with its CSRF field and unsubscribes
+    driver.get(f"{site.url}/unsubscribe/{genuine}")  # type: ignore[attr-defined]
+    _wait_for_text(driver, "Stop sending")
+    driver.find_element("css selector", "form button[type=submit]").click()  # type: ignore[attr-defined]
+    _wait_for_text(driver, "You are unsubscribed")
+    assert site.store.subscribers.get(held.id).status is SubscriberStatus.UNSUBSCRIBED  # type: ignore[union-attr]
 
 
 def test_feeds_answer_304_to_conditional_requests(site: Site) -> None:

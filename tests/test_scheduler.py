@@ -148,8 +148,12 @@ def test_the_newest_missed_slot_runs_or_is_skipped_by_lateness(tmp_path: Path, n
     config = make_config(tmp_path, DAILY)
     (digest_job,) = [j for j in planned_jobs(config) if j.kind == "digest"]
     due = due_slots(digest_job, config, since=now - timedelta(days=7), now=now,
-                    digest_exists=lambda day: False, last_digest_day=None)
+                    digest_exists=lambda day: False, last_digest_day=date(2026, 11, 24))
     assert [(d.slot, d.day, d.decision.run, d.decision.late) for d in due] == [(at(25, 7), date(2026, 11, 25), run, late)]
+    # with no digest of the edition yet (a first start), only a slot within grace is taken
+    first_start = due_slots(digest_job, config, since=now - timedelta(days=7), now=now,
+                            digest_exists=lambda day: False, last_digest_day=None)
+    assert [d.slot for d in first_start] == ([] if late else [at(25, 7)])
 
 
 def test_days_missed_while_down_are_reported_after_the_last_digest(tmp_path: Path) -> None:

@@ -53,12 +53,13 @@ class Clock:
 def site(tmp_path: Path) -> Iterator[tuple[Path, Store]]:
     articles = tmp_path / "articles"
     articles.mkdir()
-    for number in range(3):
-        (articles / f"story-{number}.md").write_text(
-            f"---\ntitle: Story {number}\ndate: {DAY.isoformat()} 0{number + 3}:00\nlanguage: en\nsection: politics\n"
-            f"summary: Summary {number}.\n---\nBody {number}.\n",
-            encoding="utf-8",
-        )
+    for day in (DAY - timedelta(days=1), DAY):
+        for number in range(3):
+            (articles / f"story-{day}-{number}.md").write_text(
+                f"---\ntitle: Story {number} of {day}\ndate: {day.isoformat()} 0{number + 3}:00\nlanguage: en\n"
+                f"section: politics\nsummary: Summary {number}.\n---\nBody {number}.\n",
+                encoding="utf-8",
+            )
     path = write_config(tmp_path, sources="  - kind: files\n    name: desk\n    path: articles\n", extra=SCHEDULE)
     store = Store.open(load_config(path).store_url)
     for email in SUBSCRIBERS:
@@ -86,6 +87,13 @@ def delivered(tmp_path: Path) -> list[str]:
     return sorted(recipients)
 
 
+def with_history(tmp_path: Path, path: Path, store: Store) -> None:
+    """Yesterday's digest went out on time: the service has run before, so today can be missed."""
+    jobs_for(path, store, Clock(local(7, 5, DAY - timedelta(days=1)))).maintain()
+    assert delivered(tmp_path) == sorted(SUBSCRIBERS)
+    (tmp_path / "outbox" / "new").rename(tmp_path / "outbox" / "yesterday")
+
+
 def slot_rows(store: Store) -> list[tuple[str, datetime, str, str | None]]:
     return [(r.job, r.slot, r.status, r.reason) for r in store.jobs.recent(50)]
 
@@ -107,21 +115,43 @@ def test_a_slot_missed_within_grace_is_sent_once_even_after_restarts(tmp_path: P
 
 def test_a_slot_between_grace_and_max_lateness_is_sent_and_flagged_late(tmp_path: Path, site: tuple[Path, Store]) -> None:
     path, store = site
+    with_history(tmp_path, path, store)
     jobs_for(path, store, Clock(local(9, 30))).maintain()
     assert delivered(tmp_path) == sorted(SUBSCRIBERS)
-    ((_job, _slot, status, reason),) = slot_rows(store)
+    (_job, _slot, status, reason), _yesterday = slot_rows(store)
     assert status == "done"
     assert reason is not None and reason.endswith("5 sent, 0 failed, 0 skipped, 0 waiting to retry; late by 2 h 30 min (grace 60 min)")
 
 
 def test_a_slot_beyond_max_lateness_is_recorded_as_skipped_and_not_sent(tmp_path: Path, site: tuple[Path, Store]) -> None:
     path, store = site
+    with_history(tmp_path, path, store)
     jobs_for(path, store, Clock(local(13, 1))).maintain()
     assert delivered(tmp_path) == []
     assert store.digests.find("en", DAY) is None
-    ((job, slot, status, reason),) = slot_rows(store)
+    (job, slot, status, reason), _yesterday = slot_rows(store)
     assert (job, slot, status) == ("digest:en", local(7), "skipped")
     assert reason == "6 h 01 min late, beyond the maximum lateness of 6 h 00 min: not sent"
+
+
+def test_a_first_start_after_grace_sends_nothing_and_reports_nothing(tmp_path: Path, site: tuple[Path, Store]) -> None:
+    path, store = site
+    jobs_for(path, store, Clock(local(9, 30))).maintain()
+    assert delivered(tmp_path) == []
+    assert slot_rows(store) == []
+
+
+def test_days_missed_while_down_are_recorded_as_skipped(tmp_path: Path, site: tuple[Path, Store]) -> None:
+    path, store = site
+    with_history(tmp_path, path, store)
+    later = DAY + timedelta(days=3)
+    jobs_for(path, store, Clock(local(7, 30, later))).maintain()
+    assert delivered(tmp_path) == [], "the newest slot has no articles; the missed days are not sent"
+    rows = {(row[1].astimezone(DAMASCUS).date(), row[2]) for row in slot_rows(store)}
+    assert rows == {(DAY - timedelta(days=1), "done"), (DAY, "skipped"), (DAY + timedelta(days=1), "skipped"),
+                    (DAY + timedelta(days=2), "skipped"), (later, "done")}
+    reasons = {row[3] for row in slot_rows(store) if row[2] == "skipped"}
+    assert reasons == {"missed while the service was not running; superseded by 2026-11-23T07:00+03:00"}
 
 
 @contextmanager
@@ -189,3 +219,34 @@ def test_two_services_racing_for_one_slot_send_each_digest_once(tmp_path: Path, 
     assert [row[2] for row in slot_rows(store)] == ["done"]
     for jobs in others:
         jobs.store.close()
+
+
+def test_an_edited_schedule_never_sends_retroactively(tmp_path: Path, site: tuple[Path, Store]) -> None:
+    path, store = site
+    with_history(tmp_path, path, store)
+    clock = Clock(local(7, 30))
+    live = LiveConfig(path)
+    jobs = ServiceJobs(live, store, threading.Event(), clock=clock)
+    live.add_listener(jobs.on_config)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace('en: "0 7 * * *"', 'en: "0 9 * * *"'), encoding="utf-8")
+    assert live.check_now()
+    jobs.maintain()  # 09:00 has not come; yesterday's 09:00 has no digest but yesterday was sent
+    assert delivered(tmp_path) == []
+    # at 07:31 the operator moves the digest back to 07:00: the 07:00 that just passed is not sent
+    clock.now = local(7, 31)
+    path.write_text(text, encoding="utf-8")
+    assert live.check_now()
+    jobs.maintain()
+    assert delivered(tmp_path) == []
+    # a new edition added by an edit starts from now as well: its 07:00, 31 minutes ago, is not run
+    path.write_text(text.replace('en: "0 7 * * *"', 'en: "0 7 * * *"\n    ar: "0 7 * * *"'), encoding="utf-8")
+    assert live.check_now()
+    jobs.maintain()
+    assert delivered(tmp_path) == []
+    assert [row[0] for row in slot_rows(store)] == ["digest:en"], "only yesterday's slot is recorded"
+    # the next 07:00 runs as usual, for both
+    clock.now = local(7, 1, DAY + timedelta(days=1))
+    jobs.maintain()
+    assert {(row[0], row[2]) for row in slot_rows(store) if row[1] == local(7, 0, DAY + timedelta(days=1))} == {
+        ("digest:en", "done"), ("digest:ar", "done")}

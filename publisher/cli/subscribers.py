@@ -19,6 +19,7 @@ from publisher.cli.common import (
     open_store,
 )
 from publisher.models import SubscriberStatus
+from publisher.store.consent import ConsentRepository
 
 CSV_COLUMNS = ["email", "name", "language", "status", "sections"]
 
@@ -120,6 +121,9 @@ def remove(config_path: Path, email: str) -> None:
     """Delete a subscriber's data; a hashed entry keeps an import from re-adding them."""
     config = load(config_path)
     store = open_store(config)
+    subscriber = store.subscribers.by_email(email)
+    if subscriber is not None:
+        ConsentRepository(store.engine).close_confirmations(subscriber.id)  # old confirm links die too
     if store.subscribers.remove(email):
         console.print(f"removed {email}")
     else:

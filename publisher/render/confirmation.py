@@ -50,11 +50,22 @@ class ConfirmationRenderer:
 
     def render(self, *, confirm_url: str, edition_title: str, name: str, expires_hours: float) -> RenderedConfirmation:
         """Raises TemplateError with a remedy when a template is missing or broken."""
+        context = self.context(confirm_url=confirm_url, edition_title=edition_title, name=name,
+                               expires_hours=expires_hours)
+        html = self._compile(self._render(MJML_TEMPLATE, context))
+        text = normalize_text(self._render(TEXT_TEMPLATE, context))
+        return RenderedConfirmation(context["subject"], html, text, self.language, self.direction)
+
+    def render_mjml(self, **values: Any) -> str:
+        """The MJML source before compiling (for validation with the official compiler)."""
+        return self._render(MJML_TEMPLATE, self.context(**values))
+
+    def context(self, *, confirm_url: str, edition_title: str, name: str, expires_hours: float) -> dict[str, Any]:
         hours = int(expires_hours) if float(expires_hours).is_integer() else round(expires_hours, 1)
         site_name = clean_line(self._site.name)
         edition = clean_line(edition_title) or site_name
         rtl = self.direction == "rtl"
-        context: dict[str, Any] = {
+        return {
             "lang": self.language,
             "dir": self.direction,
             "align": "right" if rtl else "left",
@@ -70,9 +81,6 @@ class ConfirmationRenderer:
             "strings": self._strings,
             "subject": clean_line(fill(str(self._strings["confirm_email_subject"]), site=site_name, edition=edition)),
         }
-        html = self._compile(self._render(MJML_TEMPLATE, context))
-        text = normalize_text(self._render(TEXT_TEMPLATE, context))
-        return RenderedConfirmation(context["subject"], html, text, self.language, self.direction)
 
     def _render(self, name: str, context: dict[str, Any]) -> str:
         try:

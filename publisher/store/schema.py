@@ -99,6 +99,9 @@ subscribers = Table(
     Column("confirmed_at", UTCDateTime),
     Column("status_reason", Text),
     Index("ix_subscribers_language_status", "language", "status"),
+    # Ids are never reused after a delete: tokens in old mails name an id, and must never reach a
+    # newer subscriber.
+    sqlite_autoincrement=True,
 )
 
 # Addresses that asked to be forgotten: only a hash is kept, so an import cannot re-add them silently.

@@ -7,9 +7,11 @@ unsubscribe and preferences links lead to the subscribe page, no name, no addres
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from markupsafe import escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -37,15 +39,18 @@ ARCHIVE_HEADERS = {
 }
 
 
-def feed_links(config: Config, languages: list[str] | None = None) -> list[dict[str, str]]:
-    """Autodiscovery entries (<link rel="alternate">) for the feeds of some or all languages."""
+def feed_links(
+    config: Config, names: Mapping[str, str], languages: list[str] | None = None
+) -> list[dict[str, str]]:
+    """Autodiscovery entries (<link rel="alternate">) for the feeds of some or all languages;
+    `names` gives each language's name in that language ("English", "العربية")."""
     base = config.feeds.base_url.rstrip("/")
     links = []
     for language in dict.fromkeys(e.language for e in config.editions):
         if languages is not None and language not in languages:
             continue
         edition = next(e for e in config.editions if e.language == language)
-        title = edition.title or config.site.name
+        title = f"{edition.title or config.site.name} — {names.get(language, language)}"
         for fmt in config.feeds.formats:
             links.append({
                 "type": FEED_TYPES[fmt],
@@ -56,8 +61,6 @@ def feed_links(config: Config, languages: list[str] | None = None) -> list[dict[
 
 
 def _link_tags(links: list[dict[str, str]]) -> str:
-    from markupsafe import escape
-
     return "".join(
         f'<link rel="alternate" type="{escape(link["type"])}" title="{escape(link["title"])}" href="{escape(link["url"])}">'
         for link in links
@@ -75,6 +78,9 @@ class ArchivePages:
             Route("/archive/{edition}/{day}", self.issue, methods=["GET"]),
         ]
 
+    def _language_names(self) -> dict[str, str]:
+        return {choice.code: choice.name for choice in self.web.language_choices()}
+
     def to_index(self, request: Request) -> Response:
         return RedirectResponse("/archive/", status_code=308)
 
@@ -83,12 +89,14 @@ class ArchivePages:
         language = choose_language(
             request.query_params.get("lang"), request.headers.get("accept-language"), self.web.languages(config)
         )
+        names = self._language_names()
         editions: list[dict[str, Any]] = []
         for edition in config.editions:
             days = self.web.store.digests.sent_days(edition.id)
             editions.append({
                 "id": edition.id,
                 "title": edition.title or config.site.name,
+                "language_name": names.get(edition.language, edition.language),
                 "language": edition.language,
                 "dir": text_direction(edition.language),
                 "days": [
@@ -99,7 +107,7 @@ class ArchivePages:
         response = self.web.page(
             "web/archive_index.html.j2",
             language,
-            {"editions": editions, "feeds": feed_links(config), "switch_languages": True},
+            {"editions": editions, "feeds": feed_links(config, names), "switch_languages": True},
             private=False,
             request=request,
         )
@@ -124,7 +132,7 @@ class ArchivePages:
              Slot.NAME.value: "", Slot.EMAIL.value: ""},
             escape_html=True,
         )
-        html = _add_to_head(html, _link_tags(feed_links(config, [edition.language])))
+        html = _add_to_head(html, _link_tags(feed_links(config, self._language_names(), [edition.language])))
         return HTMLResponse(html, headers={**ARCHIVE_HEADERS, "Content-Language": edition.language})
 
 

@@ -1,7 +1,8 @@
 """What every page handler needs: the current config, the store, templates, wording, signing keys.
 
 The config is read through a callable on every request, so a live reload (templates directory,
-secret, limits, editions) takes effect without restarting the server.
+secret, limits, editions) takes effect without restarting the server. The callable should return the
+same Config object until the next reload: templates and wording are cached per Config object.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -26,7 +26,7 @@ from publisher.store import Store
 from publisher.store.consent import ConsentRepository
 from publisher.tokens import TokenSigner
 from publisher.web.csrf import CsrfGuard
-from publisher.web.strings import load_web_strings
+from publisher.web.strings import StringsCache, load_web_strings
 
 log = logging.getLogger("publisher.web")
 
@@ -46,6 +46,12 @@ PAGE_HEADERS = {
 PRIVATE = {"Cache-Control": "no-store"}
 
 
+def isolate(text: str) -> str:
+    """Text wrapped in Unicode bidi isolates (FSI ... PDI), the plain-text <bdi>: an address or a Latin
+    title inside an Arabic sentence keeps its own direction and does not drag punctuation along."""
+    return f"\u2068{text}\u2069"
+
+
 def default_transport(config: Config) -> MailTransport:
     return build_transport(config.mail.transport, base_dir=config.base_dir)
 
@@ -63,7 +69,8 @@ class WebContext:
         self.consent = ConsentRepository(store.engine)
         self.transport_factory = transport_factory or default_transport
         self._lock = threading.Lock()
-        self._environments: dict[Path | None, jinja2.Environment] = {}
+        self._environment: tuple[Config, jinja2.Environment] | None = None
+        self._strings = StringsCache()
 
     # --- configuration ---------------------------------------------------------------------------
 
@@ -72,13 +79,17 @@ class WebContext:
         return self._config()
 
     def environment(self, config: Config | None = None) -> jinja2.Environment:
+        """One environment per loaded config: edits to template files show at once (Jinja checks
+        mtimes); a newly added operator file shows after the next config reload."""
         config = config or self.config
-        directory = config.path(config.templates) if config.templates else None
         with self._lock:
-            env = self._environments.get(directory)
-            if env is None:
-                env = make_environment(directory)
-                self._environments[directory] = env
+            if self._environment is not None and self._environment[0] is config:
+                return self._environment[1]
+        directory = config.path(config.templates) if config.templates else None
+        env = make_environment(directory)
+        with self._lock:
+            self._environment = (config, env)
+            self._strings = StringsCache()  # wording cached for the previous environment goes with it
         return env
 
     def signer(self, config: Config | None = None) -> TokenSigner:
@@ -106,10 +117,12 @@ class WebContext:
         return list(dict.fromkeys(s for e in (config or self.config).editions for s in e.sections))
 
     def strings(self, language: str) -> UiStrings:
-        return load_web_strings(self.environment(), language)
+        env = self.environment()
+        return self._strings.get(env, language, "web", lambda: load_web_strings(env, language))
 
     def section_labels(self, language: str) -> dict[str, str]:
-        names = load_strings(self.environment(), language)
+        env = self.environment()
+        names = self._strings.get(env, language, "email", lambda: load_strings(env, language))
         return {key: names.section(key) for key in self.sections()}
 
     def edition_choices(self) -> list[dict[str, str]]:

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from publisher.models import Subscriber
 from publisher.tokens import TokenClaims
-from publisher.web.context import WebContext
+from publisher.web.context import WebContext, isolate
 from publisher.web.csrf import same_origin
 from publisher.web.forms import read_choices
 from publisher.web.links import PREFERENCES, UNSUBSCRIBE, check_link, link_path
@@ -76,6 +76,7 @@ class PreferencesPages:
             {
                 "subscriber": {
                     "email": subscriber.email,
+                    "display_email": isolate(subscriber.email),
                     "name": subscriber.name,
                     "language": subscriber.language,
                     "sections": list(subscriber.sections),

@@ -22,6 +22,7 @@ class WebServer:
         self._start_timeout = start_timeout
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
         self.port: int = port
 
     def start(self) -> WebServer:
@@ -41,13 +42,13 @@ class WebServer:
             timeout_graceful_shutdown=5,
         )
         server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="publisher-web", daemon=True)
+        thread = threading.Thread(target=self._run, args=(server,), name="publisher-web", daemon=True)
         thread.start()
         deadline = time.monotonic() + self._start_timeout
         while not server.started:
             if not thread.is_alive():
                 raise OSError(
-                    f"the web server could not listen on {self.host}:{self._requested_port} "
+                    f"the web server could not listen on {self.host}:{self._requested_port}: {self._failure!r} "
                     "(hint: is the port taken? change web.port in config.yaml)"
                 )
             if time.monotonic() > deadline:
@@ -60,6 +61,13 @@ class WebServer:
         self._server, self._thread = server, thread
         log.info("web server listening on http://%s:%d", self.host, self.port)
         return self
+
+    def _run(self, server: uvicorn.Server) -> None:
+        try:
+            server.run()
+        except BaseException as exc:  # uvicorn exits (SystemExit) when it cannot bind: report it in start()
+            self._failure = exc
+            log.error("web server stopped: %r", exc)
 
     @property
     def url(self) -> str:

@@ -6,7 +6,9 @@ key by key; a language falls back from "ar-SY" to "ar" to English.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jinja2
@@ -16,6 +18,8 @@ from publisher.errors import TemplateError
 from publisher.render.strings import UiStrings
 
 WEB_STRINGS = "web/strings.yaml"
+EMAIL_STRINGS = "email/strings.yaml"  # section names come from there
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 FALLBACK = "en"
 
 
@@ -29,9 +33,48 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _tables(env: jinja2.Environment) -> dict[str, Any]:
+def _loaders(env: jinja2.Environment) -> list[jinja2.BaseLoader]:
     loader = env.loader
-    loaders = list(loader.loaders) if isinstance(loader, jinja2.ChoiceLoader) else [loader] if loader else []
+    return list(loader.loaders) if isinstance(loader, jinja2.ChoiceLoader) else [loader] if loader else []
+
+
+def files_stamp(env: jinja2.Environment, names: Sequence[str]) -> tuple[tuple[str, int | None], ...]:
+    """Which of these template files exist in the environment's directories, and when they changed:
+    cached wording is reused until this changes (an operator edits strings.yaml, the page follows)."""
+    stamp: list[tuple[str, int | None]] = []
+    for loader in _loaders(env):
+        for directory in getattr(loader, "searchpath", []):
+            for name in names:
+                path = os.path.join(directory, name)
+                try:
+                    stamp.append((path, os.stat(path).st_mtime_ns))
+                except OSError:
+                    stamp.append((path, None))
+    return tuple(stamp)
+
+
+class StringsCache:
+    """Parsed wording per (environment, language, kind), dropped when a strings file changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[int, str, str], tuple[object, UiStrings]] = {}
+
+    def get(self, env: jinja2.Environment, language: str, kind: str, load: Callable[[], UiStrings]) -> UiStrings:
+        stamp = files_stamp(env, (WEB_STRINGS, EMAIL_STRINGS))
+        key = (id(env), language, kind)
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and entry[0] == stamp:
+            return entry[1]
+        value = load()
+        with self._lock:
+            self._entries[key] = (stamp, value)
+        return value
+
+
+def _tables(env: jinja2.Environment) -> dict[str, Any]:
+    loaders = _loaders(env)
     tables: dict[str, Any] = {}
     found = False
     for each in reversed(loaders):  # the packaged files are the base; earlier loaders (operator) win
@@ -40,7 +83,7 @@ def _tables(env: jinja2.Environment) -> dict[str, Any]:
         except jinja2.TemplateNotFound:
             continue
         try:
-            data = yaml.safe_load(source) or {}
+            data = yaml.load(source, Loader=_YAML_LOADER) or {}
         except yaml.YAMLError as exc:
             raise TemplateError(f"{filename}: not valid YAML: {exc} (hint: quote strings that contain ':')") from exc
         if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):

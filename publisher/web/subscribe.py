@@ -26,7 +26,7 @@ from publisher.models import OutgoingMessage, SubscriberStatus
 from publisher.render.confirmation import ConfirmationRenderer, build_confirmation_message
 from publisher.store.consent import client_key
 from publisher.store.subscribers import email_hash
-from publisher.web.context import WebContext
+from publisher.web.context import WebContext, isolate
 from publisher.web.csrf import COOKIE, cookie_nonce, new_nonce, same_origin
 from publisher.web.forms import Choices, field_text, read_choices
 from publisher.web.links import CONFIRM, PREFERENCES, check_link, link_path
@@ -223,7 +223,7 @@ class SubscribePages:
         if subscriber is None:
             return self.web.notice(self._language(request), "gone_title", "gone_text", status_code=404)
         language = subscriber.language
-        values: dict[str, Any] = {"email": subscriber.email, "edition": self.web.edition_title(language, config)}
+        values: dict[str, Any] = {"email": isolate(subscriber.email), "edition": isolate(self.web.edition_title(language, config))}
         preferences = [("preferences_link", link_path(self.web.signer(config), PREFERENCES, subscriber_id))]
         if subscriber.status is SubscriberStatus.ACTIVE:
             return self.web.notice(language, "confirmed_title", "already_confirmed_text", links=preferences, values=values)

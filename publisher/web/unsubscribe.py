@@ -10,6 +10,7 @@ Both are idempotent; a bounced or complained address keeps that stronger status.
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -18,7 +19,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from publisher.models import SubscriberStatus
-from publisher.web.context import PRIVATE, WebContext
+from publisher.web.context import PRIVATE, WebContext, isolate
 from publisher.web.csrf import same_origin
 from publisher.web.links import PREFERENCES, UNSUBSCRIBE, check_link, link_path
 from publisher.web.strings import choose_language
@@ -43,8 +44,17 @@ class UnsubscribePages:
         return self._handle(request, None)
 
     async def submit(self, request: Request) -> Response:
-        form = await request.form()
-        if form.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            form = await request.form()
+            one_click = form.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE
+        else:
+            # a sender that omits the Content-Type still means RFC 8058 when the body says so
+            form = FormData()
+            one_click = parse_qs((await request.body())[:200].decode("ascii", "replace")).get(ONE_CLICK_FIELD) == [
+                ONE_CLICK_VALUE
+            ]
+        if one_click:
             return await run_in_threadpool(self._one_click, request)
         return await run_in_threadpool(self._handle, request, form)
 
@@ -76,7 +86,7 @@ class UnsubscribePages:
         if subscriber is None:
             return self.web.notice(fallback, "gone_title", "gone_text")
         language = subscriber.language
-        values = {"email": subscriber.email, "edition": self.web.edition_title(language, config)}
+        values = {"email": isolate(subscriber.email), "edition": isolate(self.web.edition_title(language, config))}
         done_links = [
             ("subscribe_again_link", f"/subscribe?lang={language}"),
             ("preferences_link", link_path(self.web.signer(config), PREFERENCES, subscriber_id)),

@@ -1,0 +1,101 @@
+"""SIGTERM and SIGKILL in the middle of a send (a slow SMTP server), then a restart.
+
+Every subscriber gets the digest exactly once; after SIGKILL only the message in flight may arrive
+twice, and the restarted service waits for the dead process's lease to run out before sending.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from publisher.config import load_config
+from publisher.store import Store
+from tests.support.smtp_sink import SmtpSinkProcess
+from tests.test_service_process import ServeProcess
+from tests.test_service_sending import received, sending_site, wait_until
+
+pytestmark = pytest.mark.slow
+
+SUBSCRIBERS = 60
+DELAY = 0.05  # seconds per message at the server: the whole send takes about 3 s
+
+
+def open_store(path: Path) -> tuple[Store, int]:
+    config = load_config(path)
+    store = Store.open(config.store_url)
+    record = store.digests.find("en", datetime.now(config.site.zone).date())
+    assert record is not None
+    return store, record.id
+
+
+def test_sigterm_mid_send_stops_within_seconds_and_a_restart_completes_the_digest(tmp_path: Path) -> None:
+    record = tmp_path / "received.txt"
+    with SmtpSinkProcess(record=record, delay=DELAY) as sink:
+        path, emails = sending_site(tmp_path, smtp_port=sink.port, subscribers=SUBSCRIBERS)
+        with ServeProcess(path, name="first") as first:
+            wait_until(lambda: len(received(record)) >= 10, 20, "the send to start")
+            code, seconds = first.signal(signal.SIGTERM)
+        assert code == 0 and seconds < 3, first.text()[-2000:]
+        at_stop = len(received(record))
+        assert at_stop < len(emails)
+        store, digest_id = open_store(path)
+        try:
+            digest = store.digests.get(digest_id)
+            assert digest is not None and digest.status == "sending"
+            assert store.deliveries.counts(digest_id)["sent"] == at_stop
+            assert [(run.status, run.reason) for run in store.jobs.recent(5)] == [
+                ("interrupted", f"stopped after {at_stop} sent; the next start sends the rest")
+            ]
+        finally:
+            store.close()
+
+        with ServeProcess(path, name="second") as second:
+            second.wait_for(r"resume: digest en \S+ is sending; completing it")
+            wait_until(lambda: len(received(record)) >= len(emails), 20, "the rest of the digest")
+            time.sleep(0.5)
+            second.signal(signal.SIGTERM)
+    assert sorted(received(record)) == emails
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_sigkill_mid_send_loses_nothing_once_the_lease_expires(
+    tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
+) -> None:
+    store_url = None if store_kind == "sqlite" else str(request.getfixturevalue("postgres_url"))
+    record = tmp_path / "received.txt"
+    with SmtpSinkProcess(record=record, delay=DELAY) as sink:
+        path, emails = sending_site(tmp_path, smtp_port=sink.port, subscribers=SUBSCRIBERS, store_url=store_url)
+        with ServeProcess(path, name="first") as first:
+            wait_until(lambda: len(received(record)) >= 10, 20, "the send to start")
+            first.signal(signal.SIGKILL)
+        at_kill = len(received(record))
+        assert at_kill < len(emails)
+        store, digest_id = open_store(path)
+        try:
+            holder, until = store.digests.lease_holder(digest_id)
+            assert holder is not None and f":{first.pid}:" in holder and until is not None
+
+            with ServeProcess(path, "--tick-seconds", "0.5", name="second") as second:
+                second.wait_for(r"serve: running as pid")
+                time.sleep(2.0)  # several maintenance ticks: the dead process's lease still holds
+                assert len(received(record)) == at_kill
+                # LEASE (2 min) passing, without waiting for it: the lease is renewed to end now
+                assert store.digests.claim(digest_id, holder, timedelta(seconds=-1))
+                second.wait_for(r"resume: digest en \S+ is sending; completing it", timeout=10)
+                wait_until(lambda: len(received(record)) >= len(emails), 20, "the rest of the digest")
+                time.sleep(0.5)
+                second.signal(signal.SIGTERM)
+            digest = store.digests.get(digest_id)
+            assert digest is not None and digest.status == "done"
+            assert [run.status for run in store.jobs.recent(5)] == ["done"]
+        finally:
+            store.close()
+    copies = Counter(received(record))
+    assert sorted(copies) == emails, "every subscriber got the digest"
+    assert sum(copies.values()) - len(emails) <= 1, f"only the message in flight may repeat: {copies.most_common(3)}"
