@@ -17,11 +17,10 @@ from typing import Any
 
 import css_inline
 import jinja2
-from mjml import mjml2html
 
 from publisher.config import SiteSettings
-from publisher.errors import TemplateError
-from publisher.render.email import clean_line, ensure_language, normalize_text
+from publisher.render.email import clean_line, normalize_text
+from publisher.render.htmlmail import compile_mjml, render_template
 from publisher.render.templates import absolute_url, fill, text_direction
 
 MJML_TEMPLATE = "email/confirm.mjml.j2"
@@ -83,24 +82,10 @@ class ConfirmationRenderer:
         }
 
     def _render(self, name: str, context: dict[str, Any]) -> str:
-        try:
-            return self._env.get_template(name).render(context)
-        except jinja2.TemplateNotFound as exc:
-            raise TemplateError(
-                f"template {exc.name} not found (hint: it ships with publisher; an operator copy goes in "
-                "<templates>/email/)"
-            ) from exc
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from exc
-        except jinja2.TemplateError as exc:
-            raise TemplateError(f"{name}: {exc}") from exc
+        return render_template(self._env, name, context)
 
     def _compile(self, source: str) -> str:
-        try:
-            compiled = mjml2html(source)
-        except Exception as exc:  # the Rust binding raises plain exceptions for bad MJML
-            raise TemplateError(f"{MJML_TEMPLATE} is not valid MJML: {exc} (hint: check the tags)") from exc
-        return str(self._inliner.inline(ensure_language(compiled, self.language, self.direction)))
+        return compile_mjml(source, MJML_TEMPLATE, self.language, self.direction, self._inliner)
 
 
 def build_confirmation_message(

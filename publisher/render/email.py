@@ -19,11 +19,11 @@ import jinja2
 import nh3
 from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
-from mjml import mjml2html
 
 from publisher.config import EditionSettings, SiteSettings
 from publisher.errors import TemplateError
 from publisher.models import Article, RenderedDigest
+from publisher.render.htmlmail import compile_mjml, ensure_language, render_template, skip_engine_styles
 from publisher.render.slots import (
     REQUIRED_SLOTS,
     Slot,
@@ -38,7 +38,7 @@ from publisher.render.slots import (
 from publisher.render.strings import UiStrings, load_strings
 from publisher.render.templates import absolute_url, fill, format_date, text_direction
 
-__all__ = ["DigestRenderer", "fill_slots"]
+__all__ = ["DigestRenderer", "ensure_language", "fill_slots", "skip_engine_styles"]
 
 MJML_TEMPLATE = "email/digest.mjml.j2"
 TEXT_TEMPLATE = "email/digest.txt.j2"
@@ -140,12 +140,7 @@ class DigestRenderer:
 
     def compile(self, mjml_source: str) -> str:
         """MJML -> HTML -> CSS inlined, with lang and dir checked on <html> and the body wrapper."""
-        try:
-            compiled = mjml2html(mjml_source)
-        except Exception as exc:  # the Rust binding raises plain exceptions for bad MJML
-            raise TemplateError(f"{MJML_TEMPLATE} is not valid MJML: {exc} (hint: check the tags)") from exc
-        compiled = ensure_language(compiled, self.language, self.direction)
-        return self._inliner.inline(skip_engine_styles(compiled))
+        return compile_mjml(mjml_source, MJML_TEMPLATE, self.language, self.direction, self._inliner)
 
     def context(self, articles: Sequence[Article], day: date, *, archive_url: str | None) -> dict[str, Any]:
         """Everything the email templates can use (documented in templates/email/README.md)."""
@@ -212,21 +207,7 @@ class DigestRenderer:
         )
 
     def _render(self, name: str, context: dict[str, Any]) -> str:
-        try:
-            return self._env.get_template(name).render(context)
-        except jinja2.TemplateNotFound as exc:
-            raise TemplateError(
-                f"template {exc.name} not found (hint: the packaged one ships with publisher; "
-                "an operator copy goes in <templates>/email/)"
-            ) from exc
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from exc
-        except jinja2.UndefinedError as exc:
-            raise TemplateError(
-                f"{name}: {exc.message} (hint: see the variables in templates/email/README.md)"
-            ) from exc
-        except jinja2.TemplateError as exc:
-            raise TemplateError(f"{name}: {exc}") from exc
+        return render_template(self._env, name, context)
 
     def _check_slots(self, name: str, body: str) -> None:
         try:
@@ -257,46 +238,6 @@ def _if_slot(eval_ctx: EvalContext, key: str, present: str, absent: str = "") ->
     if eval_ctx.autoescape:
         return Markup(conditional(slot, str(escape(present)), str(escape(absent))))
     return conditional(slot, present, absent)
-
-
-_HTML_TAG = re.compile(r"<html\b[^>]*>", re.IGNORECASE)
-_BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
-
-
-def ensure_language(html: str, language: str, direction: str) -> str:
-    """Make sure <html> and the body wrapper carry lang and dir, whatever the MJML engine did."""
-    attrs = f'lang="{language}" dir="{direction}"'
-    head = _HTML_TAG.search(html)
-    if head and not re.search(r"\bdir=", head.group(0)):
-        html = html[: head.start()] + f"<html {attrs}" + html[head.start() + 5 :]
-    body = _BODY_TAG.search(html)
-    if body:
-        wrapper = re.search(r'<div\b[^>]*aria-roledescription="email"[^>]*>', html[body.end() :])
-        if wrapper is None or "dir=" not in wrapper.group(0):
-            html = html[: body.end()] + f"<div {attrs}>" + html[body.end() :]
-            html = html.replace("</body>", "</div></body>", 1)
-    return html
-
-
-OWN_STYLES_MARK = "/* publisher */"
-_STYLE_TAG = re.compile(r"<style\b([^>]*)>(.*?)</style>", re.IGNORECASE | re.DOTALL)
-
-
-def skip_engine_styles(html: str) -> str:
-    """Keep MJML's own reset styles in <style> only, not inlined into every cell.
-
-    Inlining them adds ~40 % to the HTML (Gmail clips messages over 102 KB) and the official MJML
-    compiler does not inline them either. Our template's styles start with OWN_STYLES_MARK and are
-    inlined: they carry the colors and typography that must survive clients which drop <style>.
-    """
-
-    def mark(match: re.Match[str]) -> str:
-        attrs, css = match.group(1), match.group(2)
-        if OWN_STYLES_MARK in css or "data-css-inline" in attrs:
-            return match.group(0)
-        return f'<style{attrs} data-css-inline="ignore">{css}</style>'
-
-    return _STYLE_TAG.sub(mark, html)
 
 
 def normalize_text(text: str) -> str:
