@@ -9,9 +9,10 @@ Crontab lines mean what they mean in crontab(5):
   trigger from publisher.crontab's day names instead);
 - when both day-of-month and day-of-week are restricted, either one matching fires ("0 7 1 * mon"
   is the 1st of the month *and* every Monday);
-- daylight saving: a fixed time that falls in the skipped hour runs once, just after the jump; a
-  fixed time that occurs twice when clocks go back runs once, at its first occurrence. Lines with a
-  wildcard hour (every 15 minutes, say) keep running in real time through the repeated hour.
+- daylight saving: a fixed time that falls in the hour skipped when clocks go forward runs once,
+  shifted by the jump (01:30 runs at 02:30 new time); a fixed time that occurs twice when clocks go
+  back runs once, at its first occurrence. Lines with a wildcard hour (every 15 minutes, say) keep
+  running in real time through the repeated hour.
 """
 
 from __future__ import annotations

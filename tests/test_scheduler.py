@@ -71,7 +71,7 @@ def test_day_of_month_and_day_of_week_together_fire_on_either() -> None:
 # --- daylight saving: a daily 01:30 runs exactly once on change days ---------------------------------
 
 
-def test_london_spring_forward_runs_once_just_after_the_gap() -> None:
+def test_london_spring_forward_runs_once_shifted_by_the_jump() -> None:
     runs = local_runs("30 1 * * *", LONDON, datetime(2026, 3, 27, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
     assert [r.date() for r in runs] == [date(2026, 3, d) for d in (27, 28, 29, 30, 31)]
     change_day = runs[2]
