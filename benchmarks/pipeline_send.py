@@ -13,10 +13,10 @@ lost". Memory is measured at N/10 and N to show it stays flat as the list grows.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import tempfile
 import time
-import resource
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path

@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-import publisher.service as service_module
+import publisher.jobs as service_module
 from publisher.config import load_config
+from publisher.jobs import ServiceJobs
 from publisher.live_config import LiveConfig
 from publisher.pipeline.send import LEASE
-from publisher.service import ServiceJobs
 from publisher.store import Store
 from tests.conftest import write_config
 

@@ -136,3 +136,30 @@ def test_job_slot_is_taken_once(store: Store) -> None:
     assert not store.jobs.start("digest:en", slot, "b")
     store.jobs.finish("digest:en", slot, "done")
     assert store.jobs.recent(1)[0].status == "done"
+
+
+def test_two_writers_collecting_the_same_articles_at_once(store_url: str) -> None:
+    """Two services collecting the same feed at the same moment: no error, each article stored once."""
+    import threading
+
+    batch = [article(f"race-{i}", local(2, 9)) for i in range(150)]
+    errors: list[BaseException] = []
+    stores = [Store.open(store_url), Store.open(store_url)]
+    barrier = threading.Barrier(2)
+
+    def collect(target: Store) -> None:
+        barrier.wait()
+        try:
+            target.articles.upsert(batch)
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=collect, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert stores[0].articles.count() == 150
+    for opened in stores:
+        opened.close()

@@ -191,10 +191,17 @@ class DigestSender:
             if not self._claim(digest.id):
                 outcome.error = "lost the sending lease to another process; stopping"
                 return
+            renewed = time.monotonic()
             for start in range(0, len(rows), chunk):
                 if self.stop.is_set():
                     outcome.interrupted = True
                     return
+                if time.monotonic() - renewed > LEASE.total_seconds() / 3:
+                    # a slow batch (rate limit, slow server) must not outlive its lease
+                    if not self._claim(digest.id):
+                        outcome.error = "lost the sending lease to another process; stopping"
+                        return
+                    renewed = time.monotonic()
                 messages = [
                     m for row in rows[start : start + chunk] if (m := self._message(digest, template, sender, row, outcome))
                 ]

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.engine import Engine, Row
+from sqlalchemy.exc import IntegrityError
 
 from publisher.models import Article, StoredArticle
 from publisher.store.schema import articles, digest_articles
@@ -53,9 +54,17 @@ class ArticleRepository:
                     select(articles.c.pk, articles.c.updated_at).where(articles.c.uid == article.id)
                 ).first()
                 if current is None:
-                    connection.execute(articles.insert().values(**_row_values(article), first_seen_at=now))
-                    counts.new += 1
-                elif article.updated_at > current.updated_at:
+                    try:
+                        with connection.begin_nested():
+                            connection.execute(articles.insert().values(**_row_values(article), first_seen_at=now))
+                        counts.new += 1
+                        continue
+                    except IntegrityError:
+                        # another process (a second service collecting) inserted it a moment ago
+                        current = connection.execute(
+                            select(articles.c.pk, articles.c.updated_at).where(articles.c.uid == article.id)
+                        ).one()
+                if article.updated_at > current.updated_at:
                     values = _row_values(article)
                     if article.undated:
                         values.pop("published_at")  # keep when we first saw it

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, issue BEGIN (see _sqlite_begin); savepoints work then.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets a reader (status, web) work while a sender writes; busy_timeout lets two processes
     # take turns instead of failing at once.
@@ -26,6 +28,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # BEGIN IMMEDIATE takes the write lock up front: two processes reading then writing (collect in
+    # a service and in a manual run) wait for each other under busy_timeout instead of one failing
+    # with "database is locked" when its read transaction tries to become a write.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _pg_session(dbapi_connection: Any, _record: Any) -> None:
@@ -45,6 +54,7 @@ def create_store_engine(url: str) -> Engine:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url, poolclass=StaticPool if database in ("", ":memory:") else None)
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
         else:
             engine = create_engine(url, pool_pre_ping=True)
             if engine.dialect.name == "postgresql":

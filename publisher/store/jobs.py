@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -29,13 +30,19 @@ class JobRunRepository:
 
     def start(self, job: str, slot: datetime, owner: str, *, status: str = "running", reason: str | None = None) -> bool:
         """Record the slot as ours. False if another process (or an earlier run) already has it."""
+        values = {"job": job, "slot": slot, "status": status, "owner": owner, "started_at": datetime.now(UTC), "reason": reason}
+        dialect = self._engine.dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            # ON CONFLICT DO NOTHING: losing the race is normal here, not a server error to log
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            with self._engine.begin() as connection:
+                inserted = connection.execute(
+                    insert(job_runs).values(**values).on_conflict_do_nothing().returning(job_runs.c.id)
+                ).first()
+                return inserted is not None
         try:
             with self._engine.begin() as connection:
-                connection.execute(
-                    job_runs.insert().values(
-                        job=job, slot=slot, status=status, owner=owner, started_at=datetime.now(UTC), reason=reason
-                    )
-                )
+                connection.execute(job_runs.insert().values(**values))
         except IntegrityError:
             return False
         return True
