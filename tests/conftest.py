@@ -137,3 +137,33 @@ def config_factory(tmp_path: Path):  # type: ignore[no-untyped-def]
         return load_config(write_config(tmp_path, **kwargs))
 
     return make
+
+
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
+
+
+def _is_loopback(host: object) -> bool:
+    if host is None:
+        return True
+    text = host.decode() if isinstance(host, bytes) else str(host)
+    return text in _LOOPBACK_NAMES or text.startswith("127.") or text == "" or text.startswith("/")
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test talks to any address but this machine's loopback: name lookups and connects elsewhere fail."""
+    real_getaddrinfo = socket.getaddrinfo
+    real_connect = socket.socket.connect
+
+    def guarded_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not _is_loopback(host):
+            raise OSError(f"test tried to resolve {host!r}: tests are loopback only")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def guarded_connect(self, address):  # type: ignore[no-untyped-def]
+        if isinstance(address, tuple) and not _is_loopback(address[0]):
+            raise OSError(f"test tried to connect to {address!r}: tests are loopback only")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)

@@ -53,6 +53,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     for argument in (
         "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--window-size=420,900",
+        # loopback only: every host name but 127.0.0.1 fails to resolve, so no DNS query leaves the machine
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--disable-domain-reliability",
+        "--no-pings", "--dns-prefetch-disable",
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
     ):
         options.add_argument(argument)
