@@ -148,7 +148,49 @@ class SmtpSettings(Settings):
         return self
 
 
-TransportSettings = Annotated[OutboxSettings | SmtpSettings, Field(discriminator="kind")]
+class ProviderSettings(Settings):
+    """What every HTTP mail provider adapter shares."""
+
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    base_url: str | None = Field(default=None, description="API address; set only for a region or a test server")
+    max_retry_after: float = Field(default=60.0, ge=0, description="longest 429 Retry-After waited in place")
+
+
+class SendGridSettings(ProviderSettings):
+    kind: Literal["sendgrid"]
+    api_key: Annotated[str, Field(min_length=1)]
+    webhook_public_key: str | None = Field(default=None, description="Event Webhook verification key (base64)")
+
+
+class MailgunSettings(ProviderSettings):
+    kind: Literal["mailgun"]
+    api_key: Annotated[str, Field(min_length=1)]
+    domain: Annotated[str, Field(min_length=1)]
+    region: Literal["us", "eu"] = "us"
+    webhook_signing_key: str | None = None
+
+
+class PostmarkSettings(ProviderSettings):
+    kind: Literal["postmark"]
+    server_token: Annotated[str, Field(min_length=1)]
+    message_stream: str = Field(default="broadcast", description="newsletters belong on a broadcast stream")
+    webhook_username: str | None = None
+    webhook_password: str | None = None
+
+
+class SesSettings(ProviderSettings):
+    kind: Literal["ses"]
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
+    access_key_id: Annotated[str, Field(min_length=1)]
+    secret_access_key: Annotated[str, Field(min_length=1)]
+    configuration_set: str | None = None
+    sns_topic_arn: str | None = Field(default=None, description="only notifications from this topic are accepted")
+
+
+TransportSettings = Annotated[
+    OutboxSettings | SmtpSettings | SendGridSettings | MailgunSettings | PostmarkSettings | SesSettings,
+    Field(discriminator="kind"),
+]
 
 
 class RetrySettings(Settings):

@@ -29,6 +29,7 @@ from publisher.web.preferences import PreferencesPages
 from publisher.web.strings import choose_language
 from publisher.web.subscribe import SubscribePages
 from publisher.web.unsubscribe import UnsubscribePages
+from publisher.web.webhooks import routes as webhook_routes
 
 log = logging.getLogger("publisher.web")
 
@@ -50,6 +51,7 @@ def create_app(
         *ArchivePages(web).routes(),
         *FeedFiles(web).routes(),
         *HealthCheck(web).routes(),
+        *webhook_routes(web),
     ]
 
     def language(request: Request) -> str:
