@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from publisher.config import Config
 from publisher.live_config import LiveConfig
 from publisher.pipeline import EditionOutcome, ProgressFactory, collect, publish_feeds, run_digests
+from publisher.pipeline.send import holder_is_dead
 from publisher.scheduler import (
     DueSlot,
     PlannedJob,
@@ -209,8 +210,8 @@ class ServiceJobs:
                 if record.edition in self._busy:
                     continue
             holder, until = self.store.digests.lease_holder(record.id)
-            if holder is not None and until is not None and until > real_now:
-                continue  # someone is sending it now (or died less than a lease ago)
+            if holder is not None and until is not None and until > real_now and not holder_is_dead(holder):
+                continue  # someone is sending it now (or died elsewhere less than a lease ago)
             failures, retry_at = self._failed_resumes.get(record.id, (0, real_now))
             if retry_at > real_now:
                 continue  # it failed before (a template error, say): try again later, not every tick

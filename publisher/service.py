@@ -9,8 +9,8 @@ operator does (edit, restart, kill, start a second copy) sends a digest twice or
   waiting to retry) are completed once nobody holds their lease;
 - SIGTERM/SIGINT: no new jobs, the send in flight stops between messages, state is recorded, the
   process exits within seconds (a message stuck longer than STOP_SECONDS is abandoned: it is not
-  marked sent, so the next start sends it). SIGKILL loses nothing: the next start resumes once the
-  dead process's lease has expired (publisher.pipeline.send.LEASE).
+  marked sent, so the next start sends it). SIGKILL loses nothing: the next start on this machine takes over the dead
+  process's lease at once (one held from another machine expires: publisher.pipeline.send.LEASE).
 """
 
 from __future__ import annotations
