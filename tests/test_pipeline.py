@@ -185,3 +185,20 @@ def test_one_refusal_for_everyone_stops_and_fails_nobody(world, monkeypatch) -> 
     record = store.digests.find("en", DAY)
     assert store.deliveries.counts(record.id) == {"pending": 6, "sent": 0, "failed": 0, "skipped": 0}
     assert len(transport.batches) == 3  # stopped at the limit, did not go through the whole list
+
+
+def test_past_the_retry_deadline_pending_becomes_failed_even_if_the_server_is_down(world) -> None:  # type: ignore[no-untyped-def]
+    from publisher.store.schema import digests
+
+    config, store = world
+    transport = InMemoryTransport()
+    transport.unavailable = "cannot connect (hint: check mail.transport.host in config.yaml)"
+    run_digests(config, store, DAY, editions=["en"], transport=transport)
+    record = store.digests.find("en", DAY)
+    long_ago = datetime.now(UTC) - timedelta(hours=config.mail.retry.deadline_hours + 1)
+    with store.engine.begin() as connection:
+        connection.execute(digests.update().where(digests.c.id == record.id).values(started_at=long_ago))
+    run_digests(config, store, DAY, editions=["en"], transport=transport)
+    counts = store.deliveries.counts(record.id)
+    assert counts["pending"] == 0 and counts["failed"] == 6
+    assert store.digests.find("en", DAY).status == "done"  # type: ignore[union-attr]

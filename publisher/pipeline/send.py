@@ -309,7 +309,8 @@ class DigestSender:
         counts = self.store.deliveries.counts(digest.id)
         outcome.recipients = sum(counts.values())
         pending = counts["pending"]
-        if pending and not outcome.interrupted and not outcome.error:
+        # The deadline holds even while the transport is down: a digest days late is stale news.
+        if pending and not outcome.interrupted:
             current = self.store.digests.get(digest.id)
             started = current.started_at if current and current.started_at else datetime.now(UTC)
             if datetime.now(UTC) > started + timedelta(hours=self.mail.retry.deadline_hours):
