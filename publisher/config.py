@@ -41,6 +41,10 @@ class SiteSettings(Settings):
         description="signs unsubscribe and confirmation tokens; write it as ${PUBLISHER_SECRET}"
     )
     unsubscribe_mailto: str | None = None
+    section_aliases: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="section -> other names sources use for it (e.g. culture: [ثقافة, arts])",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -89,8 +93,24 @@ class PageSourceSettings(Settings):
     enabled: bool = True
 
 
+class WordPressSourceSettings(Settings):
+    """A CMS API: the WordPress REST API (wp-json/wp/v2/posts), which many news sites run on."""
+
+    kind: Literal["wordpress"]
+    name: Annotated[str, Field(min_length=1)]
+    url: Annotated[str, Field(pattern=r"^https?://")] = Field(description="the site's root; the API is under /wp-json/")
+    language: str | None = None
+    per_page: int = Field(default=20, ge=1, le=100)
+    max_pages: int = Field(default=3, ge=1, le=50)
+    username: str | None = None
+    application_password: str | None = Field(default=None, description="write it as ${ENV_NAME}")
+    timeout: float = Field(default=15.0, gt=0, le=300)
+    enabled: bool = True
+
+
 SourceSettings = Annotated[
-    FeedSourceSettings | FilesSourceSettings | PageSourceSettings, Field(discriminator="kind")
+    FeedSourceSettings | FilesSourceSettings | PageSourceSettings | WordPressSourceSettings,
+    Field(discriminator="kind"),
 ]
 
 

@@ -122,7 +122,7 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("feed", "files", "pages", "outbox", "smtp", "sendgrid", "mailgun", "postmark", "ses"):
+        elif part in ("feed", "files", "pages", "wordpress", "outbox", "smtp", "sendgrid", "mailgun", "postmark", "ses"):
             continue  # discriminator tags are not keys the operator wrote
         else:
             out += ("." if out else "") + ("from" if part == "from_address" else str(part))

@@ -5,6 +5,7 @@ The transports themselves and the end-to-end runs are tested against real server
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
 from zoneinfo import ZoneInfo
@@ -202,3 +203,20 @@ def test_past_the_retry_deadline_pending_becomes_failed_even_if_the_server_is_do
     counts = store.deliveries.counts(record.id)
     assert counts["pending"] == 0 and counts["failed"] == 6
     assert store.digests.find("en", DAY).status == "done"  # type: ignore[union-attr]
+
+
+def test_section_aliases_map_other_names_to_the_editions_sections(config_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from publisher.pipeline.collect import section_alias_map, with_canonical_sections
+
+    config = config_factory(extra="").model_copy(
+        update={"site": config_factory().site.model_copy(update={"section_aliases": {"culture": ["ثقافة", "Arts"]}})}
+    )
+    aliases = section_alias_map(config)
+    base = Article(
+        id="a", url="https://news.example.org/a", title="t", language="ar",
+        published_at=datetime(2024, 12, 2, tzinfo=UTC), updated_at=datetime(2024, 12, 2, tzinfo=UTC), source_name="s",
+    )
+    mapped = with_canonical_sections(
+        [replace(base, section="ثقافة"), replace(base, section="arts "), replace(base, section="sports")], aliases
+    )
+    assert [a.section for a in mapped] == ["culture", "culture", "sports"]

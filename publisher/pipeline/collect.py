@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import requests
 
-from publisher.config import Config, FeedSourceSettings, FilesSourceSettings, PageSourceSettings
+from publisher.config import (
+    Config,
+    FeedSourceSettings,
+    FilesSourceSettings,
+    PageSourceSettings,
+    WordPressSourceSettings,
+)
 from publisher.errors import SourceError
+from publisher.models import Article
 from publisher.sources import build_source
 from publisher.store import Store
 
 log = logging.getLogger("publisher.collect")
 
-AnySourceSettings = FeedSourceSettings | FilesSourceSettings | PageSourceSettings
+AnySourceSettings = FeedSourceSettings | FilesSourceSettings | PageSourceSettings | WordPressSourceSettings
 
 # A single transient failure is not worth an alarm; this many in a row is.
 BROKEN_AFTER = 3
@@ -50,6 +57,7 @@ def collect(config: Config, store: Store, *, session: requests.Session | None = 
     session = session or requests.Session()
     session.headers["User-Agent"] = f"publisher/0.1 (+{config.site.base_url})"
     default_language = config.editions[0].language if len(config.editions) == 1 else None
+    aliases = section_alias_map(config)
     for settings in config.sources:
         if not settings.enabled:
             continue
@@ -74,7 +82,7 @@ def collect(config: Config, store: Store, *, session: requests.Session | None = 
             outcome.fetched = len(result.articles)
             outcome.not_modified = result.not_modified
             outcome.warnings = list(result.warnings)
-            counts = store.articles.upsert(result.articles)
+            counts = store.articles.upsert(with_canonical_sections(result.articles, aliases))
             outcome.new, outcome.updated = counts.new, counts.updated
             store.sources.record_success(
                 settings.name,
@@ -96,6 +104,26 @@ def collect(config: Config, store: Store, *, session: requests.Session | None = 
         flag = f" — BROKEN: failed {outcome.consecutive_failures} times in a row" if outcome.broken else ""
         log.log(level, "source %s skipped: %s%s", settings.name, outcome.error, flag)
     return report
+
+
+def section_alias_map(config: Config) -> dict[str, str]:
+    """Other names sources use for a section (an Arabic page's "ثقافة"), mapped to the edition's name."""
+    return {
+        alias.strip().casefold(): section
+        for section, names in config.site.section_aliases.items()
+        for alias in names
+    }
+
+
+def with_canonical_sections(articles: list[Article], aliases: dict[str, str]) -> list[Article]:
+    if not aliases:
+        return articles
+    return [
+        replace(a, section=aliases[a.section.strip().casefold()])
+        if a.section and a.section.strip().casefold() in aliases
+        else a
+        for a in articles
+    ]
 
 
 def _resolved(config: Config, settings: AnySourceSettings) -> AnySourceSettings:

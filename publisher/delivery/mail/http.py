@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 from publisher.errors import TransportUnavailable
 
@@ -30,6 +31,10 @@ class ProviderAnswer:
     error: str | None
     body: Any = None  # parsed JSON when the provider sent some
     headers: Mapping[str, str] | None = None
+    # True when no connection could be opened at all (refused, no route, connect timeout): nothing
+    # was handed over, so the caller may raise TransportUnavailable. A read timeout or a connection
+    # lost mid-request leaves it False: the provider may have accepted what was sent.
+    unreachable: bool = False
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -87,10 +92,14 @@ class ProviderClient:
         url = f"{self.base_url}{path}"
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.ConnectTimeout:
+            return ProviderAnswer(None, False, True, f"{self.provider}: cannot connect to {url} within {self.timeout} s",
+                                  unreachable=True)
         except requests.Timeout:
             return ProviderAnswer(None, False, True, f"{self.provider}: no answer within {self.timeout} s")
         except requests.ConnectionError as exc:
-            return ProviderAnswer(None, False, True, f"{self.provider}: cannot connect to {url}: {exc}")
+            return ProviderAnswer(None, False, True, f"{self.provider}: cannot connect to {url}: {exc}",
+                                  unreachable=_never_connected(exc))
         try:
             body: Any = response.json()
         except ValueError:
@@ -103,6 +112,18 @@ class ProviderClient:
             raise TransportUnavailable(f"{detail} (hint: check {self.credentials_hint} in config.yaml)")
         temporary = status == 429 or status >= 500 or status == 408
         return ProviderAnswer(status, False, temporary, detail, body, response.headers)
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """Whether the connection itself failed (refused, DNS, no route), as opposed to one that broke
+    after the request may have been sent. requests wraps urllib3's MaxRetryError, whose `reason`
+    holds the real error."""
+    cause: object = exc.args[0] if exc.args else None
+    for _ in range(3):
+        if isinstance(cause, NewConnectionError):
+            return True
+        cause = getattr(cause, "reason", None)
+    return False
 
 
 def _summary(body: Any) -> str:
