@@ -58,11 +58,12 @@ def _read(env: jinja2.Environment, loader: jinja2.BaseLoader) -> tuple[dict[str,
     return data, where
 
 
-def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+def merge_tables(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested merge: `override` wins key by key (an operator's strings.yaml over the packaged one)."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(dict(merged[key]), value)
+            merged[key] = merge_tables(dict(merged[key]), value)
         else:
             merged[key] = value
     return merged
@@ -77,7 +78,7 @@ def load_strings(env: jinja2.Environment, language: str) -> UiStrings:
         result = _read(env, loader)
         if result is not None:
             found = True
-            tables = _merge(tables, result[0])
+            tables = merge_tables(tables, result[0])
     if not found:
         raise TemplateError(f"{STRINGS_TEMPLATE} not found in any template directory (reinstall publisher?)")
     chain = [FALLBACK_LANGUAGE]
@@ -87,5 +88,5 @@ def load_strings(env: jinja2.Environment, language: str) -> UiStrings:
             chain.append(tag)
     strings: dict[str, Any] = {}
     for tag in chain:
-        strings = _merge(strings, tables.get(tag, {}))
+        strings = merge_tables(strings, tables.get(tag, {}))
     return UiStrings(strings)

@@ -8,29 +8,19 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jinja2
 import yaml
 
 from publisher.errors import TemplateError
-from publisher.render.strings import UiStrings
+from publisher.render.strings import UiStrings, merge_tables
 
 WEB_STRINGS = "web/strings.yaml"
 EMAIL_STRINGS = "email/strings.yaml"  # section names come from there
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 FALLBACK = "en"
-
-
-def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(dict(merged[key]), value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def _loaders(env: jinja2.Environment) -> list[jinja2.BaseLoader]:
@@ -88,7 +78,7 @@ def _tables(env: jinja2.Environment) -> dict[str, Any]:
             raise TemplateError(f"{filename}: not valid YAML: {exc} (hint: quote strings that contain ':')") from exc
         if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
             raise TemplateError(f"{filename}: expected a mapping of language -> mapping of strings")
-        tables = _merge(tables, data)
+        tables = merge_tables(tables, data)
         found = True
     if not found:
         raise TemplateError(f"{WEB_STRINGS} not found in any template directory (reinstall publisher?)")
@@ -99,7 +89,7 @@ def load_web_strings(env: jinja2.Environment, language: str) -> UiStrings:
     tables = _tables(env)
     merged: dict[str, Any] = {}
     for tag in dict.fromkeys([FALLBACK, language.split("-")[0].lower(), language]):
-        merged = _merge(merged, tables.get(tag, {}))
+        merged = merge_tables(merged, tables.get(tag, {}))
     return UiStrings(merged)
 
 
