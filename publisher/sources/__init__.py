@@ -1,4 +1,5 @@
-"""Sources: fetch, parse and normalize articles (feeds, a directory of files, article pages)."""
+"""Sources: fetch, parse and normalize articles (feeds, a directory of files, article pages, the
+WordPress REST API)."""
 
 from publisher.sources.base import Source, build_source
 

@@ -8,7 +8,12 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from publisher.config import FeedSourceSettings, FilesSourceSettings, PageSourceSettings
+from publisher.config import (
+    FeedSourceSettings,
+    FilesSourceSettings,
+    PageSourceSettings,
+    WordPressSourceSettings,
+)
 from publisher.models import SourceResult, SourceState
 
 
@@ -22,7 +27,7 @@ class Source(Protocol):
 
 
 def build_source(
-    settings: FeedSourceSettings | FilesSourceSettings | PageSourceSettings,
+    settings: FeedSourceSettings | FilesSourceSettings | PageSourceSettings | WordPressSourceSettings,
     *,
     site_base_url: str,
     site_timezone: str = "UTC",
@@ -65,4 +70,10 @@ def build_source(
         from publisher.sources.pages import PageSource
 
         return PageSource(settings, site_timezone=zone, default_language=default_language, session=session)
+    if isinstance(settings, WordPressSourceSettings):
+        from publisher.sources.wordpress import WordPressSource
+
+        return WordPressSource(
+            settings, site_timezone=zone, default_language=default_language, session=session
+        )
     raise TypeError(f"unknown source settings: {type(settings).__name__}")

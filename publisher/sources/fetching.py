@@ -101,7 +101,7 @@ def download(
         except requests.ConnectionError as exc:
             raise SourceError(
                 source_name,
-                f"cannot connect to {url} ({_root_cause(exc)}); check {setting} in config.yaml "
+                f"cannot connect to {url} ({root_cause(exc)}); check {setting} in config.yaml "
                 "and that the server is up",
             ) from exc
         except requests.RequestException as exc:
@@ -123,7 +123,7 @@ def download(
                     source_name,
                     f"HTTP {response.status_code} from {url}: {_status_hint(response.status_code, setting)}",
                 )
-            body = _read_body(response, deadline=deadline, source_name=source_name, url=url, timeout=timeout)
+            body = read_body(response, deadline=deadline, source_name=source_name, url=url, timeout=timeout)
             content_type, _, params = (response.headers.get("Content-Type") or "").partition(";")
             return Download(
                 body=body,
@@ -138,7 +138,7 @@ def download(
             http.close()
 
 
-def _read_body(
+def read_body(
     response: requests.Response, *, deadline: float, source_name: str, url: str, timeout: float
 ) -> bytes:
     """Read the body so that a server dripping bytes cannot outlast the deadline: read1 returns as
@@ -162,7 +162,7 @@ def _read_body(
                 )
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise SourceError(
-            source_name, f"the connection to {url} broke off ({_root_cause(exc)}); retry later"
+            source_name, f"the connection to {url} broke off ({root_cause(exc)}); retry later"
         ) from exc
     return b"".join(chunks)
 
@@ -202,7 +202,7 @@ def _charset(params: str) -> str | None:
     return None
 
 
-def _root_cause(exc: BaseException) -> str:
+def root_cause(exc: BaseException) -> str:
     """The innermost reason ("Connection refused", "Name or service not known"), not urllib3's essay."""
     seen: BaseException = exc
     while True:

@@ -67,8 +67,9 @@ class MailgunTransport(MailTransport):
                 if not any(result.ok for result in results):
                     raise
                 log.warning("Mailgun unavailable mid-batch; %d message(s) left pending: %s", len(batch) - index, exc)
+                results.append(refused(message, str(exc), temporary=True))
                 reason = f"not attempted, Mailgun unavailable: {exc}"
-                results.extend(refused(rest, reason, temporary=True) for rest in batch[index:])
+                results.extend(refused(rest, reason, temporary=True) for rest in batch[index + 1 :])
                 break
         return SendReport(results)
 

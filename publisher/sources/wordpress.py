@@ -1,0 +1,458 @@
+"""A CMS API: the WordPress REST API (GET /wp-json/wp/v2/posts?_embed), which many news sites run on.
+
+The newest-modified posts come first, so page 1 changes whenever any post changes: its ETag /
+Last-Modified alone decide "not modified". Posts are mapped to RawItems and normalized by the shared
+code (sanitized HTML, plain-text titles, aware UTC instants).
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+from urllib.parse import unquote, urlencode, urlsplit
+
+import requests
+
+from publisher.config import WordPressSourceSettings
+from publisher.errors import SourceError
+from publisher.models import SourceResult, SourceState
+from publisher.sources.fetching import USER_AGENT, read_body, root_cause
+from publisher.sources.htmltext import collapse_whitespace, html_to_text
+from publisher.sources.normalize import RawItem, normalize_items, parse_datetime, parse_int
+
+POSTS_ROUTE = "/wp/v2/posts"
+ACCEPT = "application/json"
+_ERROR_TEXT_LIMIT = 200
+# WordPress ends generated excerpts with " [&hellip;]" (the excerpt_more default): a plain ellipsis reads better.
+_EXCERPT_MORE = re.compile(r"\s*\[(?:&hellip;|&#8230;|…|\.\.\.)\]")
+_LOGIN_MARKERS = (b"wp-login.php", b'name="pwd"', b'id="loginform"')
+_NOT_JSON = object()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: Mapping[str, str]  # case-insensitive (requests' CaseInsensitiveDict)
+    body: bytes
+    url: str  # after redirects
+
+
+@dataclass(frozen=True)
+class _Image:
+    url: str | None = None
+    alt: str | None = None
+    caption: str | None = None
+    type: str | None = None
+    length: int | None = None
+
+
+@dataclass
+class _Page:
+    posts: list[Any] = field(default_factory=list)
+    total_pages: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    not_modified: bool = False
+
+
+class WordPressSource:
+    """The posts of one WordPress site. fetch() raises SourceError when the API as a whole is unusable;
+    a single malformed post only adds a warning."""
+
+    def __init__(
+        self,
+        settings: WordPressSourceSettings,
+        *,
+        site_timezone: tzinfo,
+        default_language: str | None = None,
+        session: requests.Session | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self._zone = site_timezone
+        self._default_language = default_language
+        self._session = session
+        self._clock = clock
+        self._root = site_root(settings.url)
+        self._auth: tuple[str, str] | None = None
+        if settings.username and settings.application_password:
+            self._auth = (settings.username, settings.application_password)
+        self._rest_route_style = False  # True once /wp-json/ proved missing and ?rest_route= worked
+
+    def _setting(self, key: str) -> str:
+        return f"sources[{self.name}].{key}"
+
+    def fetch(self, state: SourceState) -> SourceResult:
+        self._refuse_credentials_in_clear()
+        http = self._session or requests.Session()
+        try:
+            first = self._first_page(http, state)
+            if first.not_modified:
+                return SourceResult(
+                    self.name, not_modified=True, etag=first.etag, last_modified=first.last_modified
+                )
+            posts = list(first.posts)
+            last = first
+            for number in range(2, self.settings.max_pages + 1):
+                if len(last.posts) < self.settings.per_page:
+                    break
+                if last.total_pages is not None and number > last.total_pages:
+                    break
+                page = self._page(http, number)
+                if page is None:
+                    break
+                posts.extend(page.posts)
+                last = page
+        finally:
+            if self._session is None:
+                http.close()
+        items, warnings = self._raw_items(posts)
+        articles, item_warnings = normalize_items(
+            items,
+            source_name=self.name,
+            zone=self._zone,
+            now=self._clock(),
+            fallback_language=self.settings.language or self._default_language,
+            language_hint=f"WordPress posts name none; set language: in sources[{self.name}] in config.yaml",
+        )
+        return SourceResult(
+            source_name=self.name,
+            articles=articles,
+            etag=first.etag,
+            last_modified=first.last_modified,
+            warnings=warnings + item_warnings,
+        )
+
+    # --- HTTP -------------------------------------------------------------------------------------
+
+    def _refuse_credentials_in_clear(self) -> None:
+        """An application password over plain http can be read by anyone on the way (WordPress itself
+        only accepts them over https); loopback is the one exception (a local test site)."""
+        parts = urlsplit(self._root)
+        if self._auth and parts.scheme.lower() != "https" and not _is_loopback(parts.hostname or ""):
+            raise SourceError(
+                self.name,
+                f"{self._setting('application_password')} would travel unencrypted over http; "
+                f"make {self._setting('url')} https://",
+            )
+
+    def posts_url(self, page: int) -> str:
+        query: dict[str, str | int] = {"per_page": self.settings.per_page, "page": page, "_embed": 1}
+        query |= {"orderby": "modified", "order": "desc"}  # the newest edits come first
+        if self._rest_route_style:
+            return f"{self._root}/?{urlencode({'rest_route': POSTS_ROUTE, **query})}"
+        return f"{self._root}/wp-json{POSTS_ROUTE}?{urlencode(query)}"
+
+    def _first_page(self, http: requests.Session, state: SourceState) -> _Page:
+        url = self.posts_url(1)
+        answer = self._get(http, url, etag=state.etag, last_modified=state.last_modified)
+        if answer.status == 404 and _load_json(answer.body) is _NOT_JSON and not self._rest_route_style:
+            # Without "pretty permalinks" /wp-json/ is the theme's 404 page; ?rest_route= still works.
+            self._rest_route_style = True
+            retry_url = self.posts_url(1)
+            retry = self._get(http, retry_url, etag=state.etag, last_modified=state.last_modified)
+            if retry.status == 304 or isinstance(_load_json(retry.body), list):
+                answer, url = retry, retry_url
+            elif _error_object(retry.body) is not None:  # the API is there but refuses (a login, say)
+                raise self._failure(retry, retry_url)
+            else:
+                raise SourceError(
+                    self.name,
+                    f"no WordPress REST API at {url} (HTTP 404, an HTML page; ?rest_route= failed too): "
+                    f"{self._setting('url')} must be the site's root, e.g. https://example.org",
+                )
+        if answer.status == 304:
+            return _Page(
+                not_modified=True,
+                etag=answer.headers.get("ETag") or state.etag,
+                last_modified=answer.headers.get("Last-Modified") or state.last_modified,
+            )
+        page = self._parse(answer, url)
+        page.etag = answer.headers.get("ETag")
+        page.last_modified = answer.headers.get("Last-Modified")
+        return page
+
+    def _page(self, http: requests.Session, number: int) -> _Page | None:
+        """A later page; None when it is past the end (posts deleted or unpublished since page 1)."""
+        url = self.posts_url(number)
+        answer = self._get(http, url)
+        error = _error_object(answer.body)
+        if answer.status == 400 and error and error[0] == "rest_post_invalid_page_number":
+            return None
+        return self._parse(answer, url)
+
+    def _get(
+        self, http: requests.Session, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> _Answer:
+        timeout = self.settings.timeout
+        headers = {"Accept": ACCEPT}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        if str(http.headers.get("User-Agent", "")).startswith("python-requests"):  # not chosen by the caller
+            headers["User-Agent"] = USER_AGENT
+        deadline = time.monotonic() + timeout
+        try:
+            response = http.get(
+                url, headers=headers, auth=self._auth, timeout=(timeout, timeout), stream=True
+            )
+        except requests.Timeout as exc:
+            raise SourceError(
+                self.name,
+                f"no answer from {url} within {timeout:g} s; the site is slow or down: retry later, "
+                f"or raise {self._setting('timeout')} in config.yaml",
+            ) from exc
+        except requests.ConnectionError as exc:
+            raise SourceError(
+                self.name,
+                f"cannot connect to {url} ({root_cause(exc)}); check {self._setting('url')} in config.yaml "
+                "and that the site is up",
+            ) from exc
+        except requests.RequestException as exc:
+            raise SourceError(self.name, f"cannot fetch {url}: {exc}; check {self._setting('url')}") from exc
+        with response:
+            body = b""
+            if response.status_code != 304:
+                body = read_body(
+                    response, deadline=deadline, source_name=self.name, url=url, timeout=timeout
+                )
+            return _Answer(response.status_code, response.headers, body, response.url)
+
+    # --- answers ----------------------------------------------------------------------------------
+
+    def _parse(self, answer: _Answer, url: str) -> _Page:
+        if answer.status >= 400:
+            raise self._failure(answer, url)
+        document = _load_json(answer.body)
+        if document is _NOT_JSON:
+            raise SourceError(self.name, self._not_json(answer, url))
+        if _error_object(answer.body) is not None:  # an error object with status 200 (some plugins)
+            raise self._failure(answer, url)
+        if not isinstance(document, list):
+            raise SourceError(
+                self.name,
+                f"{url} answered JSON that is not a list of posts; check {self._setting('url')} "
+                "is the site's root",
+            )
+        return _Page(posts=document, total_pages=parse_int(answer.headers.get("X-WP-TotalPages")))
+
+    def _failure(self, answer: _Answer, url: str) -> SourceError:
+        status = answer.status
+        error = _error_object(answer.body)
+        code, message = error or ("", "")
+        said = f" ({code}: {message})" if code else ""
+        if code == "rest_no_route":
+            return SourceError(
+                self.name,
+                f"{url} has no posts route{said}: the site's REST API may be disabled (a security plugin?) "
+                f"or this is not the site's root; check {self._setting('url')} in config.yaml",
+            )
+        if status in (401, 403) or code in ("rest_forbidden", "rest_cannot_access", "rest_not_logged_in"):
+            if self._auth:
+                fix = (
+                    f"check {self._setting('username')} and {self._setting('application_password')} "
+                    "(an application password from the user's profile in wp-admin, not the login password)"
+                )
+            else:
+                fix = (
+                    f"the REST API needs a login: set {self._setting('username')} and "
+                    f"{self._setting('application_password')}, or ask the site to open it"
+                )
+            return SourceError(self.name, f"HTTP {status} from {url}{said}: the site refuses access; {fix}")
+        if status == 404:
+            return SourceError(
+                self.name, f"HTTP 404 from {url}{said}: check {self._setting('url')} is the site's root"
+            )
+        if status == 429:
+            return SourceError(
+                self.name,
+                f"HTTP 429 from {url}{said}: the site is rate-limiting us; collect less often or retry later",
+            )
+        if status >= 500:
+            return SourceError(self.name, f"HTTP {status} from {url}{said}: the site failed; retry later")
+        return SourceError(self.name, f"HTTP {status} from {url}{said}; check {self._setting('url')}")
+
+    def _not_json(self, answer: _Answer, url: str) -> str:
+        if "wp-login.php" in answer.url or any(marker in answer.body for marker in _LOGIN_MARKERS):
+            return (
+                f"{url} answered with a login page instead of JSON: the site is behind a login; set "
+                f"{self._setting('username')} and {self._setting('application_password')}, "
+                "or ask the site to open its REST API"
+            )
+        content_type = (answer.headers.get("Content-Type") or "no content type").split(";")[0]
+        start = collapse_whitespace(html_to_text(answer.body[:400].decode("utf-8", "replace")))[:80]
+        return (
+            f"{url} answered {content_type}, not JSON (it begins {start!r}): an error page, or a caching "
+            f"or security plugin in the way? Check {self._setting('url')} is the site's root"
+        )
+
+    # --- posts ------------------------------------------------------------------------------------
+
+    def _raw_items(self, posts: list[Any]) -> tuple[list[RawItem], list[str]]:
+        items: list[RawItem] = []
+        warnings: list[str] = []
+        for index, post in enumerate(posts, 1):
+            if not isinstance(post, dict):
+                warnings.append(f"post {index}: skipped: it is not a JSON object")
+                continue
+            where = _where(post, index)
+            if post.get("status", "publish") != "publish":
+                warnings.append(f"{where}: skipped: its status is {post.get('status')!r}, not publish")
+                continue
+            if _get(post, "content", "protected") is True:
+                warnings.append(f"{where}: skipped: it is password-protected")
+                continue
+            items.append(post_to_raw_item(post, where=where, language=_text(post.get("lang"))))
+        return items, warnings
+
+
+def post_to_raw_item(post: dict[str, Any], *, where: str, language: str | None = None) -> RawItem:
+    """One post of /wp/v2/posts?_embed as a RawItem. Every field is read defensively: a missing or
+    mistyped field becomes None and normalization decides whether the post can still be an article."""
+    embedded = post.get("_embedded")
+    if not isinstance(embedded, dict):
+        embedded = {}
+    excerpt = _rendered(post, "excerpt")
+    image = _featured_image(embedded)
+    link = _text(post.get("link"))
+    return RawItem(
+        where=where,
+        url=link,
+        title=_rendered(post, "title"),
+        title_is_html=True,  # title.rendered carries entities (&#8217;) and sometimes <em>
+        guid=html.unescape(_rendered(post, "guid") or "") or None,
+        published=_gmt(post.get("date_gmt")) or parse_datetime(_text(post.get("date"))),
+        updated=_gmt(post.get("modified_gmt")) or parse_datetime(_text(post.get("modified"))),
+        language=language,
+        section=_first_category(embedded),
+        author=_author(embedded),
+        summary_html=_EXCERPT_MORE.sub("…", excerpt) if excerpt else None,
+        content_html=_rendered(post, "content"),
+        image_url=image.url,
+        image_alt=image.alt,
+        image_caption=image.caption,
+        image_type=image.type,
+        image_length=image.length,
+    )
+
+
+def site_root(url: str) -> str:
+    """The site's root without a trailing slash; an API URL pasted by mistake is cut back to it."""
+    root = url.strip().split("?", 1)[0].split("#", 1)[0]
+    cut = root.find("/wp-json")
+    if cut != -1:
+        root = root[:cut]
+    return root.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _load_json(body: bytes) -> Any:
+    """The decoded document, or _NOT_JSON (an HTML page, a PHP warning printed before the JSON ...)."""
+    try:
+        return json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return _NOT_JSON
+
+
+def _error_object(body: bytes) -> tuple[str, str] | None:
+    """(code, message) of a WordPress error answer: {"code": "rest_no_route", "message": ..., "data": ...}."""
+    document = _load_json(body)
+    if not isinstance(document, dict) or not isinstance(document.get("code"), str):
+        return None
+    message = collapse_whitespace(html_to_text(str(document.get("message") or "")))
+    return document["code"], message[:_ERROR_TEXT_LIMIT]
+
+
+def _get(holder: object, *keys: str | int) -> Any:
+    """holder[k1][k2]... or None when any step is missing or of the wrong type."""
+    for key in keys:
+        if isinstance(key, int) and isinstance(holder, list) and -len(holder) <= key < len(holder):
+            holder = holder[key]
+        elif isinstance(key, str) and isinstance(holder, dict):
+            holder = holder.get(key)
+        else:
+            return None
+    return holder
+
+
+def _text(value: object) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _rendered(post: dict[str, Any], key: str) -> str | None:
+    """post[key]["rendered"]; a plain string is accepted too (some plugins flatten these)."""
+    value = post.get(key)
+    return _text(value.get("rendered") if isinstance(value, dict) else value)
+
+
+def _gmt(value: object) -> datetime | None:
+    """WordPress writes *_gmt fields without an offset: they are UTC, not site time."""
+    moment = parse_datetime(_text(value))
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def _where(post: dict[str, Any], index: int) -> str:
+    title = html_to_text(_rendered(post, "title") or "")[:60]
+    ident = post.get("id") if isinstance(post.get("id"), int) else f"#{index}"
+    return f"post {ident} {title!r}" if title else f"post {ident}"
+
+
+def _author(embedded: dict[str, Any]) -> str | None:
+    # an author the API may not show is an error object ({"code": "rest_user_invalid_id"}), without a name
+    return _text(_get(embedded, "author", 0, "name"))
+
+
+def _first_category(embedded: dict[str, Any]) -> str | None:
+    """The first category's slug (stable, often Latin even on Arabic sites), percent-decoded; its name
+    when there is no slug. WordPress's catch-all "uncategorized" is no section."""
+    groups = embedded.get("wp:term")
+    for group in groups if isinstance(groups, list) else []:
+        for term in group if isinstance(group, list) else []:
+            if not isinstance(term, dict) or term.get("taxonomy") != "category":
+                continue
+            slug = unquote(_text(term.get("slug")) or "")
+            if slug.lower() == "uncategorized":
+                continue
+            name = html_to_text(_text(term.get("name")) or "")
+            if slug or name:
+                return slug or name
+    return None
+
+
+def _featured_image(embedded: dict[str, Any]) -> _Image:
+    media = _get(embedded, "wp:featuredmedia", 0)
+    if not isinstance(media, dict) or not _text(media.get("source_url")):
+        return _Image()  # none, or an error object ({"code": "rest_forbidden"}) for media we may not see
+    mime_type = _text(media.get("mime_type"))
+    if mime_type and not mime_type.lower().startswith("image/"):
+        return _Image()
+    return _Image(
+        url=_text(media.get("source_url")),
+        alt=_text(media.get("alt_text")),
+        caption=html_to_text(_rendered(media, "caption") or "") or None,
+        type=mime_type.lower() if mime_type else None,
+        length=parse_int(_get(media, "media_details", "filesize")),
+    )
