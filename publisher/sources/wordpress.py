@@ -7,16 +7,14 @@ code (sanitized HTML, plain-text titles, aware UTC instants).
 
 from __future__ import annotations
 
-import html
 import ipaddress
 import json
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
@@ -25,13 +23,13 @@ from publisher.errors import SourceError
 from publisher.models import SourceResult, SourceState
 from publisher.sources.fetching import USER_AGENT, read_body, root_cause
 from publisher.sources.htmltext import collapse_whitespace, html_to_text
-from publisher.sources.normalize import RawItem, normalize_items, parse_datetime, parse_int
+from publisher.sources.normalize import RawItem, normalize_items, parse_int
+from publisher.sources.wordpress_posts import field_at, plain_text, post_label, post_to_raw_item
 
 POSTS_ROUTE = "/wp/v2/posts"
 ACCEPT = "application/json"
 _ERROR_TEXT_LIMIT = 200
 # WordPress ends generated excerpts with " [&hellip;]" (the excerpt_more default): a plain ellipsis reads better.
-_EXCERPT_MORE = re.compile(r"\s*\[(?:&hellip;|&#8230;|…|\.\.\.)\]")
 _LOGIN_MARKERS = (b"wp-login.php", b'name="pwd"', b'id="loginform"')
 _NOT_JSON = object()
 
@@ -46,15 +44,6 @@ class _Answer:
     headers: Mapping[str, str]  # case-insensitive (requests' CaseInsensitiveDict)
     body: bytes
     url: str  # after redirects
-
-
-@dataclass(frozen=True)
-class _Image:
-    url: str | None = None
-    alt: str | None = None
-    caption: str | None = None
-    type: str | None = None
-    length: int | None = None
 
 
 @dataclass
@@ -308,45 +297,15 @@ class WordPressSource:
             if not isinstance(post, dict):
                 warnings.append(f"post {index}: skipped: it is not a JSON object")
                 continue
-            where = _where(post, index)
+            where = post_label(post, index)
             if post.get("status", "publish") != "publish":
                 warnings.append(f"{where}: skipped: its status is {post.get('status')!r}, not publish")
                 continue
-            if _get(post, "content", "protected") is True:
+            if field_at(post, "content", "protected") is True:
                 warnings.append(f"{where}: skipped: it is password-protected")
                 continue
-            items.append(post_to_raw_item(post, where=where, language=_text(post.get("lang"))))
+            items.append(post_to_raw_item(post, where=where, language=plain_text(post.get("lang"))))
         return items, warnings
-
-
-def post_to_raw_item(post: dict[str, Any], *, where: str, language: str | None = None) -> RawItem:
-    """One post of /wp/v2/posts?_embed as a RawItem. Every field is read defensively: a missing or
-    mistyped field becomes None and normalization decides whether the post can still be an article."""
-    embedded = post.get("_embedded")
-    if not isinstance(embedded, dict):
-        embedded = {}
-    excerpt = _rendered(post, "excerpt")
-    image = _featured_image(embedded)
-    link = _text(post.get("link"))
-    return RawItem(
-        where=where,
-        url=link,
-        title=_rendered(post, "title"),
-        title_is_html=True,  # title.rendered carries entities (&#8217;) and sometimes <em>
-        guid=html.unescape(_rendered(post, "guid") or "") or None,
-        published=_gmt(post.get("date_gmt")) or parse_datetime(_text(post.get("date"))),
-        updated=_gmt(post.get("modified_gmt")) or parse_datetime(_text(post.get("modified"))),
-        language=language,
-        section=_first_category(embedded),
-        author=_author(embedded),
-        summary_html=_EXCERPT_MORE.sub("…", excerpt) if excerpt else None,
-        content_html=_rendered(post, "content"),
-        image_url=image.url,
-        image_alt=image.alt,
-        image_caption=image.caption,
-        image_type=image.type,
-        image_length=image.length,
-    )
 
 
 def site_root(url: str) -> str:
@@ -384,75 +343,3 @@ def _error_object(body: bytes) -> tuple[str, str] | None:
     return document["code"], message[:_ERROR_TEXT_LIMIT]
 
 
-def _get(holder: object, *keys: str | int) -> Any:
-    """holder[k1][k2]... or None when any step is missing or of the wrong type."""
-    for key in keys:
-        if isinstance(key, int) and isinstance(holder, list) and -len(holder) <= key < len(holder):
-            holder = holder[key]
-        elif isinstance(key, str) and isinstance(holder, dict):
-            holder = holder.get(key)
-        else:
-            return None
-    return holder
-
-
-def _text(value: object) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def _rendered(post: dict[str, Any], key: str) -> str | None:
-    """post[key]["rendered"]; a plain string is accepted too (some plugins flatten these)."""
-    value = post.get(key)
-    return _text(value.get("rendered") if isinstance(value, dict) else value)
-
-
-def _gmt(value: object) -> datetime | None:
-    """WordPress writes *_gmt fields without an offset: they are UTC, not site time."""
-    moment = parse_datetime(_text(value))
-    if moment is not None and moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment
-
-
-def _where(post: dict[str, Any], index: int) -> str:
-    title = html_to_text(_rendered(post, "title") or "")[:60]
-    ident = post.get("id") if isinstance(post.get("id"), int) else f"#{index}"
-    return f"post {ident} {title!r}" if title else f"post {ident}"
-
-
-def _author(embedded: dict[str, Any]) -> str | None:
-    # an author the API may not show is an error object ({"code": "rest_user_invalid_id"}), without a name
-    return _text(_get(embedded, "author", 0, "name"))
-
-
-def _first_category(embedded: dict[str, Any]) -> str | None:
-    """The first category's slug (stable, often Latin even on Arabic sites), percent-decoded; its name
-    when there is no slug. WordPress's catch-all "uncategorized" is no section."""
-    groups = embedded.get("wp:term")
-    for group in groups if isinstance(groups, list) else []:
-        for term in group if isinstance(group, list) else []:
-            if not isinstance(term, dict) or term.get("taxonomy") != "category":
-                continue
-            slug = unquote(_text(term.get("slug")) or "")
-            if slug.lower() == "uncategorized":
-                continue
-            name = html_to_text(_text(term.get("name")) or "")
-            if slug or name:
-                return slug or name
-    return None
-
-
-def _featured_image(embedded: dict[str, Any]) -> _Image:
-    media = _get(embedded, "wp:featuredmedia", 0)
-    if not isinstance(media, dict) or not _text(media.get("source_url")):
-        return _Image()  # none, or an error object ({"code": "rest_forbidden"}) for media we may not see
-    mime_type = _text(media.get("mime_type"))
-    if mime_type and not mime_type.lower().startswith("image/"):
-        return _Image()
-    return _Image(
-        url=_text(media.get("source_url")),
-        alt=_text(media.get("alt_text")),
-        caption=html_to_text(_rendered(media, "caption") or "") or None,
-        type=mime_type.lower() if mime_type else None,
-        length=parse_int(_get(media, "media_details", "filesize")),
-    )
