@@ -220,3 +220,16 @@ def test_section_aliases_map_other_names_to_the_editions_sections(config_factory
         [replace(base, section="ثقافة"), replace(base, section="arts "), replace(base, section="sports")], aliases
     )
     assert [a.section for a in mapped] == ["culture", "culture", "sports"]
+
+
+def test_refusals_after_the_stop_in_the_same_batch_are_deferred_too(world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import publisher.pipeline.send as send
+
+    monkeypatch.setattr(send, "SAME_REFUSAL_LIMIT", 3)
+    config, store = world
+    transport = InMemoryTransport(max_batch=6)  # one request carries the whole list, as with Postmark
+    for i in range(6):
+        transport.fail(f"en{i}@example.org", temporary=False, error="554 5.7.1 Relay access denied")
+    run_digests(config, store, DAY, editions=["en"], transport=transport)
+    record = store.digests.find("en", DAY)
+    assert store.deliveries.counts(record.id) == {"pending": 6, "sent": 0, "failed": 0, "skipped": 0}

@@ -268,6 +268,11 @@ class DigestSender:
             self._flush_refusals(outcome)
             return
         error = result.error or "unknown error"
+        if self.stop_digest:
+            # the rest of a batch answered after the send was stopped for a server-wide refusal
+            ledger.retry_later(result.delivery_id, error, datetime.now(UTC) + timedelta(seconds=self.mail.retry.first_delay))
+            outcome.deferred += 1
+            return
         if not result.temporary:
             # Held back until the streak breaks: one identical refusal for everyone ("554 relay access
             # denied") is the server's problem, not the subscribers'.

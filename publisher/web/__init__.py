@@ -15,8 +15,11 @@ from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.body_limit import RequestBodyLimitResponder
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from publisher.config import Config
 from publisher.errors import StoreError
@@ -34,6 +37,22 @@ from publisher.web.webhooks import routes as webhook_routes
 log = logging.getLogger("publisher.web")
 
 MAX_BODY_BYTES = 64 * 1024  # forms are small; a bigger body is refused before it is read
+# Providers post batches of events (SendGrid up to ~768 KB; SNS with original headers ~256 KB).
+MAX_WEBHOOK_BODY_BYTES = 1024 * 1024
+
+
+class BodyLimit:
+    """Refuse oversized request bodies before they are read: small for forms, larger for webhooks."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = MAX_WEBHOOK_BODY_BYTES if scope["path"].startswith("/webhooks/") else MAX_BODY_BYTES
+        await RequestBodyLimitResponder(self.app, limit)(scope, receive, send)
 
 __all__ = ["create_app"]
 
@@ -82,5 +101,5 @@ def create_app(
     return Starlette(
         routes=routes,
         exception_handlers={404: http_error, 405: http_error, StoreError: store_down, Exception: unexpected},
-        max_body_size=MAX_BODY_BYTES,
+        middleware=[Middleware(BodyLimit)],
     )
