@@ -119,8 +119,17 @@ def _text_part(message: EmailMessage) -> str:
 def _wait_for_text(driver: object, text: str, timeout: float = 5.0) -> str:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, timeout).until(lambda d: text in d.find_element("tag name", "body").text)  # type: ignore[attr-defined]
-    return str(driver.find_element("tag name", "body").text)  # type: ignore[attr-defined]
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    # while a page is being replaced, the old <body> goes stale between finding and reading it
+    def body_with_text(d: object) -> str | bool:
+        body = str(d.find_element("tag name", "body").text)  # type: ignore[attr-defined]
+        return body if text in body else False
+
+    found = WebDriverWait(
+        driver, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+    ).until(body_with_text)
+    return str(found)
 
 
 def _post(url: str, body: bytes) -> tuple[int, str]:
