@@ -117,9 +117,8 @@ def _text_part(message: EmailMessage) -> str:
 
 
 def _wait_for_text(driver: object, text: str, timeout: float = 5.0) -> str:
-    from selenium.webdriver.support.ui import WebDriverWait
-
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
 
     # while a page is being replaced, the old <body> goes stale between finding and reading it
     def body_with_text(d: object) -> str | bool:
