@@ -7,12 +7,16 @@ so, so a transport never claims an acceptance it did not get.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
+from publisher.errors import TransportUnavailable
 from publisher.models import OutgoingMessage, SendReport, SendResult
+
+log = logging.getLogger("publisher.delivery")
 
 # would break the SMTP command line or an outbox header line, or is not a bare address
 _UNSAFE_IN_ADDRESS = re.compile(r"[\x00-\x20<>\x7f]")
@@ -90,3 +94,25 @@ def accepted(message: OutgoingMessage, provider_message_id: str) -> SendResult:
 
 def refused(message: OutgoingMessage, error: str, *, temporary: bool) -> SendResult:
     return SendResult(delivery_id=message.delivery_id, ok=False, error=error, temporary=temporary)
+
+
+def send_each(
+    batch: Sequence[OutgoingMessage], deliver: Callable[[OutgoingMessage], SendResult], *, provider: str
+) -> SendReport:
+    """The contract for transports that hand over one message per call.
+
+    If the transport becomes unavailable part way through, what was accepted stays accepted and the
+    rest is reported temporary; if nothing was accepted yet, TransportUnavailable propagates.
+    """
+    results: list[SendResult] = []
+    for index, message in enumerate(batch):
+        try:
+            results.append(deliver(message))
+        except TransportUnavailable as exc:
+            if not any(result.ok for result in results):
+                raise
+            log.warning("%s unavailable mid-batch; %d message(s) left pending: %s", provider, len(batch) - index, exc)
+            reason = f"not attempted, {provider} unavailable: {exc}"
+            results.extend(refused(rest, reason, temporary=True) for rest in batch[index:])
+            break
+    return SendReport(results)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import requests
 
 from publisher.config import MailgunSettings
-from publisher.delivery.mail.base import MailTransport, accepted, envelope_problem, refused
+from publisher.delivery.mail.base import MailTransport, accepted, envelope_problem, refused, send_each
 from publisher.delivery.mail.http import ProviderAnswer, ProviderClient
 from publisher.errors import TransportUnavailable
 from publisher.models import OutgoingMessage, SendReport, SendResult
@@ -59,19 +59,7 @@ class MailgunTransport(MailTransport):
         self._path = f"/v3/{settings.domain}/messages.mime"
 
     def send(self, batch: Sequence[OutgoingMessage]) -> SendReport:
-        results: list[SendResult] = []
-        for index, message in enumerate(batch):
-            try:
-                results.append(self._deliver(message))
-            except TransportUnavailable as exc:
-                if not any(result.ok for result in results):
-                    raise
-                log.warning("Mailgun unavailable mid-batch; %d message(s) left pending: %s", len(batch) - index, exc)
-                results.append(refused(message, str(exc), temporary=True))
-                reason = f"not attempted, Mailgun unavailable: {exc}"
-                results.extend(refused(rest, reason, temporary=True) for rest in batch[index + 1 :])
-                break
-        return SendReport(results)
+        return send_each(batch, self._deliver, provider="Mailgun")
 
     def close(self) -> None:
         self.client.session.close()

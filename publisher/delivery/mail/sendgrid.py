@@ -28,7 +28,7 @@ from typing import Any
 import requests
 
 from publisher.config import SendGridSettings
-from publisher.delivery.mail.base import MailTransport, envelope_problem, refused
+from publisher.delivery.mail.base import MailTransport, envelope_problem, refused, send_each
 from publisher.delivery.mail.http import ProviderClient
 from publisher.delivery.mail.parsed import Mailbox, ParsedMessage, parse_message
 from publisher.errors import TransportUnavailable
@@ -90,17 +90,7 @@ class SendGridTransport(MailTransport):
         self.client.session.headers.update({"Authorization": f"Bearer {settings.api_key}"})
 
     def send(self, batch: Sequence[OutgoingMessage]) -> SendReport:
-        results: list[SendResult] = []
-        for index, message in enumerate(batch):
-            try:
-                results.append(self._deliver(message))
-            except TransportUnavailable:
-                if any(result.ok for result in results):
-                    reason = "not attempted: SendGrid refused our credentials mid-batch"
-                    results.extend(refused(rest, reason, temporary=True) for rest in batch[index:])
-                    break
-                raise
-        return SendReport(results)
+        return send_each(batch, self._deliver, provider="SendGrid")
 
     def close(self) -> None:
         self.client.session.close()

@@ -35,7 +35,7 @@ from botocore.exceptions import (
 )
 
 from publisher.config import SesSettings
-from publisher.delivery.mail.base import MailTransport, accepted, envelope_problem, refused
+from publisher.delivery.mail.base import MailTransport, accepted, envelope_problem, refused, send_each
 from publisher.errors import TransportUnavailable
 from publisher.models import OutgoingMessage, SendReport, SendResult
 
@@ -112,19 +112,7 @@ class SesTransport(MailTransport):
         return self._client
 
     def send(self, batch: Sequence[OutgoingMessage]) -> SendReport:
-        results: list[SendResult] = []
-        for index, message in enumerate(batch):
-            try:
-                results.append(self._deliver(message))
-            except TransportUnavailable as exc:
-                if not any(result.ok for result in results):
-                    raise
-                log.warning("SES unavailable mid-batch; %d message(s) left pending: %s", len(batch) - index, exc)
-                results.append(refused(message, str(exc), temporary=True))
-                reason = f"not attempted, SES unavailable: {exc}"
-                results.extend(refused(rest, reason, temporary=True) for rest in batch[index + 1 :])
-                break
-        return SendReport(results)
+        return send_each(batch, self._deliver, provider="SES")
 
     def close(self) -> None:
         client, self._client = self._client, None
