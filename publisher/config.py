@@ -234,6 +234,10 @@ class ScheduleSettings(Settings):
     collect: str | None = "*/15 * * * *"
     feeds: str | None = "*/15 * * * *"
     digests: dict[str, str] = Field(default_factory=dict, description="edition id -> crontab line")
+    timezones: dict[str, str] = Field(
+        default_factory=dict,
+        description="a schedule's own time zone: edition id, collect or feeds -> IANA zone",
+    )
     digest_day: Literal["today", "yesterday"] = "today"
     grace_minutes: int = Field(default=60, ge=0)
     max_lateness_hours: float = Field(default=6.0, gt=0)
@@ -261,6 +265,20 @@ class ScheduleSettings(Settings):
         if value is not None:
             SiteSettings._known_zone(value)
         return value
+
+    @field_validator("timezones")
+    @classmethod
+    def _zones(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, zone in value.items():
+            try:
+                SiteSettings._known_zone(zone)
+            except ValueError as exc:
+                raise ValueError(f"timezones.{name}: {exc}") from exc
+        return value
+
+    def zone_for(self, name: str, default: str) -> str:
+        """The zone of one schedule line: its own if timezones names it, else schedule.timezone, else default."""
+        return self.timezones.get(name) or self.timezone or default
 
     @property
     def grace(self) -> timedelta:
@@ -300,6 +318,11 @@ class Config(Settings):
         ids = [e.id for e in self.editions]
         if len(set(ids)) != len(ids):
             raise ValueError("edition ids must be unique")
+        named = set(self.schedule.timezones) - set(ids) - {"collect", "feeds"}
+        if named:
+            raise ValueError(
+                f"schedule.timezones names {', '.join(sorted(named))}; use an edition id, collect or feeds"
+            )
         unknown = set(self.schedule.digests) - set(ids)
         if unknown:
             raise ValueError(

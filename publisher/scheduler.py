@@ -103,16 +103,17 @@ class PlannedJob:
 
 
 def planned_jobs(config: Config) -> list[PlannedJob]:
-    zone = config.schedule_zone
+    schedule, site_zone = config.schedule, config.site.timezone
     jobs = []
-    if config.schedule.collect:
-        jobs.append(PlannedJob(COLLECT, "collect", config.schedule.collect, zone))
+    if schedule.collect:
+        jobs.append(PlannedJob(COLLECT, "collect", schedule.collect, schedule.zone_for("collect", site_zone)))
     for edition in config.editions:
-        line = config.schedule.digests.get(edition.id)
+        line = schedule.digests.get(edition.id)
         if line:
+            zone = schedule.zone_for(edition.id, site_zone)
             jobs.append(PlannedJob(DIGEST_PREFIX + edition.id, "digest", line, zone, edition.id))
-    if config.schedule.feeds:
-        jobs.append(PlannedJob(FEEDS, "feeds", config.schedule.feeds, zone))
+    if schedule.feeds:
+        jobs.append(PlannedJob(FEEDS, "feeds", schedule.feeds, schedule.zone_for("feeds", site_zone)))
     return jobs
 
 

@@ -234,3 +234,24 @@ def test_apply_adds_changes_and_removes_jobs_by_id(tmp_path: Path) -> None:
         assert en is not None and (en.astimezone(DAMASCUS).hour, en.astimezone(DAMASCUS).minute) == (9, 30)
     finally:
         scheduler.shutdown()
+
+
+def test_a_schedule_may_name_its_own_time_zone(tmp_path: Path) -> None:
+    from publisher.config import load_config
+    from publisher.errors import ConfigError
+    from publisher.scheduler import next_fire_times, planned_jobs
+    from tests.conftest import write_config
+
+    extra = "schedule:\n  digests: {en: '0 7 * * *', ar: '0 7 * * *'}\n  timezones: {en: Europe/London}\n"
+    config = load_config(write_config(tmp_path, extra=extra))
+    jobs = {job.id: job for job in planned_jobs(config)}
+    assert jobs["digest:en"].timezone == "Europe/London"
+    assert jobs["digest:ar"].timezone == "Asia/Damascus"  # the site's, as before
+    after = datetime(2024, 12, 2, 12, 0, tzinfo=UTC)
+    [london] = next_fire_times(jobs["digest:en"], after)
+    [damascus] = next_fire_times(jobs["digest:ar"], after)
+    assert london.astimezone(UTC) == datetime(2024, 12, 3, 7, 0, tzinfo=UTC)  # 07:00 GMT
+    assert damascus.astimezone(UTC) == datetime(2024, 12, 3, 4, 0, tzinfo=UTC)  # 07:00 +03:00
+    bad = "schedule:\n  digests: {en: '0 7 * * *'}\n  timezones: {fr: Europe/Paris}\n"
+    with pytest.raises(ConfigError, match="schedule.timezones names fr"):
+        load_config(write_config(tmp_path, extra=bad))
