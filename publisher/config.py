@@ -38,7 +38,7 @@ class SiteSettings(Settings):
         description="where `publisher serve` is reachable: unsubscribe, preferences and archive links",
     )
     secret: Annotated[str, Field(min_length=16)] = Field(
-        description="signs unsubscribe and confirmation tokens; write it as ${PUBLISHER_SECRET}"
+        description="signs unsubscribe and confirmation tokens; write it as ${PUBLISHER_SECRET}", repr=False
     )
     unsubscribe_mailto: str | None = None
     section_aliases: dict[str, list[str]] = Field(
@@ -103,7 +103,7 @@ class WordPressSourceSettings(Settings):
     per_page: int = Field(default=20, ge=1, le=100)
     max_pages: int = Field(default=3, ge=1, le=50)
     username: str | None = None
-    application_password: str | None = Field(default=None, description="write it as ${ENV_NAME}")
+    application_password: str | None = Field(default=None, description="write it as ${ENV_NAME}", repr=False)
     timeout: float = Field(default=15.0, gt=0, le=300)
     enabled: bool = True
 
@@ -157,7 +157,7 @@ class SmtpSettings(Settings):
     port: int = Field(default=587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, repr=False)
     timeout: float = Field(default=30.0, gt=0, le=600)
     local_hostname: str | None = None
 
@@ -178,31 +178,31 @@ class ProviderSettings(Settings):
 
 class SendGridSettings(ProviderSettings):
     kind: Literal["sendgrid"]
-    api_key: Annotated[str, Field(min_length=1)]
+    api_key: Annotated[str, Field(min_length=1, repr=False)]
     webhook_public_key: str | None = Field(default=None, description="Event Webhook verification key (base64)")
 
 
 class MailgunSettings(ProviderSettings):
     kind: Literal["mailgun"]
-    api_key: Annotated[str, Field(min_length=1)]
+    api_key: Annotated[str, Field(min_length=1, repr=False)]
     domain: Annotated[str, Field(min_length=1)]
     region: Literal["us", "eu"] = "us"
-    webhook_signing_key: str | None = None
+    webhook_signing_key: str | None = Field(default=None, repr=False)
 
 
 class PostmarkSettings(ProviderSettings):
     kind: Literal["postmark"]
-    server_token: Annotated[str, Field(min_length=1)]
+    server_token: Annotated[str, Field(min_length=1, repr=False)]
     message_stream: str = Field(default="broadcast", description="newsletters belong on a broadcast stream")
     webhook_username: str | None = None
-    webhook_password: str | None = None
+    webhook_password: str | None = Field(default=None, repr=False)
 
 
 class SesSettings(ProviderSettings):
     kind: Literal["ses"]
     region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
     access_key_id: Annotated[str, Field(min_length=1)]
-    secret_access_key: Annotated[str, Field(min_length=1)]
+    secret_access_key: Annotated[str, Field(min_length=1, repr=False)]
     configuration_set: str | None = None
     sns_topic_arn: str | None = Field(default=None, description="only notifications from this topic are accepted")
 

@@ -89,3 +89,16 @@ def test_cli_exits_2_with_the_problem(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert f"{bad}:{line_of(bad.read_text(), 'max_articles: -1')}: editions[0].max_articles" in result.stderr
+
+
+def test_secrets_never_appear_in_a_printed_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = example_text().replace(
+        "    kind: outbox            # a Maildir of .eml files; see README for smtp\n    path: var/outbox",
+        "    kind: smtp\n    host: 127.0.0.1\n    username: mailer\n    password: ${SMTP_PASSWORD}",
+    )
+    monkeypatch.setenv("SMTP_PASSWORD", "hunter2-very-secret")
+    monkeypatch.setenv("PUBLISHER_SECRET", "token-signing-key-0123456789")
+    config = parse_config(text, base_dir=REPO)
+    printed = repr(config) + str(config)
+    assert "hunter2-very-secret" not in printed and "token-signing-key-0123456789" not in printed
+    assert config.mail.transport.password == "hunter2-very-secret"  # type: ignore[union-attr]
