@@ -160,6 +160,7 @@ class SmtpSettings(Settings):
     password: str | None = Field(default=None, repr=False)
     timeout: float = Field(default=30.0, gt=0, le=600)
     local_hostname: str | None = None
+    ca_file: str | None = Field(default=None, description="PEM bundle to trust instead of the system's (a private CA)")
 
     @model_validator(mode="after")
     def _login_pair(self) -> SmtpSettings:

@@ -347,3 +347,12 @@ def test_the_sink_process_records_each_recipient_and_message_id(tmp_path: Path) 
         ]
     assert [r.ok for r in report.results] == [True, False, True]
     assert sink.final_line == "STOPPED received=2 connections=1"
+
+
+def test_a_private_ca_is_trusted_through_ca_file_in_config(certificate: Certificate, tmp_path: Path) -> None:
+    with RecordingSmtpServer(tls="starttls", certificate=certificate, auth=(USER, PASSWORD)) as server:
+        with SmtpTransport(server.settings(ca_file=str(certificate.cert_file))) as transport:
+            report = transport.send(messages("reader@example.org"))
+        assert [r.ok for r in report.results] == [True]
+        with pytest.raises(TransportUnavailable, match="mail.transport.ca_file"):
+            SmtpTransport(server.settings(ca_file=str(tmp_path / "missing.pem"))).send(messages("reader@example.org"))

@@ -281,7 +281,13 @@ class SmtpTransport(MailTransport):
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
-            self._ssl_context = ssl.create_default_context()
+            ca_file = self.settings.ca_file
+            try:
+                self._ssl_context = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise TransportUnavailable(
+                    f"cannot read the CA file {ca_file!r}: {exc} (hint: check mail.transport.ca_file in config.yaml)"
+                ) from exc
         return self._ssl_context
 
 
