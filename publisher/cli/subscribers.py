@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import click
@@ -100,16 +101,27 @@ def list_(config_path: Path, status: str | None) -> None:
     """Show each address with its language and status."""
     config = load(config_path)
     store = open_store(config)
-    table = Table()
-    for column in ("email", "name", "language", "status", "sections", "paused"):
-        table.add_column(column)
+    columns = ("email", "name", "language", "status", "sections", "paused")
+    rows = (
+        (s.email, s.name, s.language, s.status.value, ",".join(s.sections) or "all", "yes" if s.paused else "")
+        for s in store.subscribers.iterate()
+        if not status or s.status.value == status
+    )
     shown = 0
-    for s in store.subscribers.iterate():
-        if status and s.status.value != status:
-            continue
-        table.add_row(s.email, s.name, s.language, s.status.value, ",".join(s.sections) or "all", "yes" if s.paused else "")
-        shown += 1
-    console.print(table)
+    if not sys.stdout.isatty():
+        # piped or redirected: one tab-separated line per subscriber, streamed (flat memory for any list)
+        click.echo("\t".join(columns))
+        for row in rows:
+            click.echo("\t".join(row))
+            shown += 1
+    else:
+        table = Table()
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
+            shown += 1
+        console.print(table)
     console.print(f"{shown} subscribers")
 
 
