@@ -187,3 +187,18 @@ def test_sigterm_mid_send_stops_cleanly_and_rerun_finishes(tmp_path: Path) -> No
         assert result.returncode == 0, result.stdout + result.stderr
     received = Counter(rcpt for rcpt, _ in read_record(record) if rcpt.startswith("reader"))
     assert received == Counter({email: 1 for email, _, _ in recipients})  # SIGTERM: not even one twice
+
+
+def test_dry_run_renders_but_sends_and_freezes_nothing(tmp_path: Path) -> None:
+    with RecordingSmtpServer() as smtp:
+        write_config(tmp_path, transport=smtp_transport(smtp.port))
+        import_subscribers(tmp_path, [("layla@example.org", "Layla Haddad", "en")])
+        result = publisher("run", "--date", "2024-12-02", "--dry-run", "--config", "config.yaml", cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "dry run" in result.stdout
+        assert smtp.messages == []
+        assert not (tmp_path / "feeds").exists()
+        # nothing was frozen: the real run afterwards still chooses and sends the day's digest
+        result = publisher("run", "--date", "2024-12-02", "--config", "config.yaml", cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert [m.rcpt_tos[0] for m in smtp.messages] == ["layla@example.org"]
