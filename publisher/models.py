@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -134,12 +134,6 @@ class SendReport:
     @property
     def failed(self) -> int:
         return sum(1 for r in self.results if not r.ok)
-
-
-@dataclass(frozen=True)
-class DigestKey:
-    edition: str
-    day: date
 
 
 @dataclass(frozen=True)

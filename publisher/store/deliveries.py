@@ -7,7 +7,7 @@ flight at the kill can arrive twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -153,25 +153,6 @@ class DeliveryLedger:
             last_error=None,
         )
 
-    def mark_sent_many(self, rows: Sequence[tuple[int, str | None]], *, now: datetime | None = None) -> None:
-        """Mark several accepted messages in one commit (providers that accept a whole request)."""
-        if not rows:
-            return
-        now = now or datetime.now(UTC)
-        statement = (
-            update(deliveries)
-            .where(deliveries.c.id == bindparam("delivery_id"))
-            .values(
-                status=DeliveryStatus.SENT.value,
-                provider_message_id=bindparam("provider_id"),
-                sent_at=now,
-                updated_at=now,
-                attempts=deliveries.c.attempts + 1,
-            )
-        )
-        with self._engine.begin() as connection:
-            connection.execute(statement, [{"delivery_id": i, "provider_id": p} for i, p in rows])
-
     def retry_later(self, delivery_id: int, error: str, next_attempt_at: datetime) -> None:
         self._update(
             delivery_id,
@@ -210,14 +191,6 @@ class DeliveryLedger:
         with self._engine.connect() as connection:
             found = {row[0]: int(row[1]) for row in connection.execute(query)}
         return {status.value: found.get(status.value, 0) for status in DeliveryStatus}
-
-    def next_retry_at(self, digest_id: int) -> datetime | None:
-        with self._engine.connect() as connection:
-            return connection.execute(
-                select(func.min(deliveries.c.next_attempt_at)).where(
-                    deliveries.c.digest_id == digest_id, deliveries.c.status == DeliveryStatus.PENDING.value
-                )
-            ).scalar()
 
     def expire_pending(self, digest_id: int, reason: str) -> int:
         """Past the retry deadline: what is still pending becomes failed, with the reason kept."""
