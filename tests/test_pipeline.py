@@ -94,6 +94,9 @@ def test_temporary_failure_is_retried_permanent_is_recorded(world) -> None:  # t
     assert store.deliveries.counts(record.id) == {"pending": 0, "sent": 5, "failed": 1, "skipped": 0}
     assert store.digests.find("en", DAY).status == "done"  # type: ignore[union-attr]
     assert "en2@example.org" not in transport.recipients
+    # "550 5.1.1 no such user": the mailbox is gone, so the subscriber is marked bounced and not tried again
+    assert store.subscribers.by_email("en2@example.org").status is SubscriberStatus.BOUNCED  # type: ignore[union-attr]
+    assert store.subscribers.by_email("en1@example.org").status is SubscriberStatus.ACTIVE  # type: ignore[union-attr]
 
 
 def test_unsubscribed_before_their_turn_is_skipped(world) -> None:  # type: ignore[no-untyped-def]
@@ -233,3 +236,12 @@ def test_refusals_after_the_stop_in_the_same_batch_are_deferred_too(world, monke
     run_digests(config, store, DAY, editions=["en"], transport=transport)
     record = store.digests.find("en", DAY)
     assert store.deliveries.counts(record.id) == {"pending": 6, "sent": 0, "failed": 0, "skipped": 0}
+
+
+def test_a_policy_refusal_fails_the_delivery_but_does_not_bounce_the_subscriber(world) -> None:  # type: ignore[no-untyped-def]
+    config, store = world
+    transport = InMemoryTransport()
+    transport.fail("en3@example.org", temporary=False, error="550 5.7.1 Message rejected as spam")
+    [outcome] = run_digests(config, store, DAY, editions=["en"], transport=transport)
+    assert outcome.send is not None and (outcome.send.failed, outcome.send.bounced) == (1, 0)
+    assert store.subscribers.by_email("en3@example.org").status is SubscriberStatus.ACTIVE  # type: ignore[union-attr]

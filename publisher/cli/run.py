@@ -107,6 +107,8 @@ def print_summary(summary: RunSummary) -> None:
                 note = "interrupted: run again to finish"
             elif s.already_sent:
                 note = f"{s.already_sent} already sent earlier"
+            if s.bounced:
+                note = f"{note}; {s.bounced} marked bounced".lstrip("; ")
         table.add_row(
             e.edition,
             e.day.isoformat(),

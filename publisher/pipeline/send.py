@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -44,6 +45,7 @@ class SendOutcome:
     skipped: int = 0
     deferred: int = 0  # temporary failures waiting for their retry time
     already_sent: int = 0  # sent by an earlier (killed or finished) run
+    bounced: int = 0  # subscribers marked bounced: their mailbox does not exist
     held_by: str | None = None  # another process holds the lease
     error: str | None = None
     interrupted: bool = False
@@ -74,6 +76,19 @@ class LinkMaker:
         # recognizably the same message to clients that deduplicate on it.
         tag = hmac.new(self._id_key, f"{digest_id}.{delivery_id}".encode(), hashlib.sha256).hexdigest()[:12]
         return f"<digest.{digest_id}.{delivery_id}.{tag}@{self.domain}>"
+
+
+# Enhanced status codes (RFC 3463) and answers that mean the mailbox itself is gone: bad mailbox,
+# bad domain, mailbox disabled. Policy refusals (5.7.x: relay denied, spam) are not bounces.
+_HARD_BOUNCE = re.compile(
+    r"\b55[0-3]\b(?!.*\b5\.7\.\d+\b).*(\b5\.1\.(1|2|3|6|10)\b|\b5\.2\.1\b|user unknown|no such (user|mailbox)|"
+    r"mailbox (does not exist|not found)|unknown (user|recipient))",
+    re.IGNORECASE,
+)
+
+
+def is_hard_bounce(error: str) -> bool:
+    return bool(_HARD_BOUNCE.search(error.strip()))
 
 
 def holder_is_dead(holder: str) -> bool:
@@ -135,7 +150,8 @@ class DigestSender:
         self.links = LinkMaker(site, domain)
         self._attempts_before: dict[int, int] = {}
         self._writer: LedgerWriter
-        self._refusals: list[tuple[int, str]] = []
+        self._refusals: list[tuple[int, int | None, str]] = []
+        self._subscriber_of: dict[int, int] = {}
         self.stop_digest = False
 
     def send(self, digest: DigestRecord, template: MessageTemplate, sender: str) -> SendOutcome:
@@ -188,6 +204,7 @@ class DigestSender:
                 return
             last_id = rows[-1].id
             self._attempts_before = {row.id: row.attempts for row in rows}
+            self._subscriber_of = {row.id: row.subscriber_id for row in rows}
             if not self._claim(digest.id):
                 outcome.error = "lost the sending lease to another process; stopping"
                 return
@@ -276,11 +293,11 @@ class DigestSender:
         if not result.temporary:
             # Held back until the streak breaks: one identical refusal for everyone ("554 relay access
             # denied") is the server's problem, not the subscribers'.
-            if self._refusals and self._refusals[-1][1] != error:
+            if self._refusals and self._refusals[-1][2] != error:
                 self._flush_refusals(outcome)
-            self._refusals.append((result.delivery_id, error))
+            self._refusals.append((result.delivery_id, self._subscriber_of.get(result.delivery_id), error))
             if len(self._refusals) >= SAME_REFUSAL_LIMIT:
-                for delivery_id, _ in self._refusals:
+                for delivery_id, _, _ in self._refusals:
                     ledger.retry_later(delivery_id, error, datetime.now(UTC) + timedelta(seconds=self.mail.retry.first_delay))
                 outcome.deferred += len(self._refusals)
                 self._refusals.clear()
@@ -303,10 +320,17 @@ class DigestSender:
         outcome.errors.append(error)
 
     def _flush_refusals(self, outcome: SendOutcome) -> None:
-        for delivery_id, error in self._refusals:
+        for delivery_id, subscriber_id, error in self._refusals:
             self.store.deliveries.mark_failed(delivery_id, error)
             outcome.failed += 1
             outcome.errors.append(error)
+            if subscriber_id is not None and is_hard_bounce(error):
+                # the mailbox does not exist: sending to it again only hurts our reputation
+                subscriber = self.store.subscribers.get(subscriber_id)
+                if subscriber is not None and subscriber.status is SubscriberStatus.ACTIVE:
+                    self.store.subscribers.set_status(subscriber_id, SubscriberStatus.BOUNCED, reason=error[:500])
+                    outcome.bounced += 1
+                    log.info("subscriber %d marked bounced: %s", subscriber_id, error)
         self._refusals.clear()
 
     def _finish(self, digest: DigestRecord, outcome: SendOutcome) -> None:
