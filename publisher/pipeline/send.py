@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 
+from publisher.bounces import Verdict, address_failure
 from publisher.config import MailSettings, SiteSettings
 from publisher.delivery.mail import MailTransport
 from publisher.errors import TransportUnavailable
@@ -78,17 +79,15 @@ class LinkMaker:
         return f"<digest.{digest_id}.{delivery_id}.{tag}@{self.domain}>"
 
 
-# Enhanced status codes (RFC 3463) and answers that mean the mailbox itself is gone: bad mailbox,
-# bad domain, mailbox disabled. Policy refusals (5.7.x: relay denied, spam) are not bounces.
-_HARD_BOUNCE = re.compile(
-    r"\b55[0-3]\b(?!.*\b5\.7\.\d+\b).*(\b5\.1\.(1|2|3|6|10)\b|\b5\.2\.1\b|user unknown|no such (user|mailbox)|"
-    r"mailbox (does not exist|not found)|unknown (user|recipient))",
-    re.IGNORECASE,
-)
+_PERMANENT_REPLY = re.compile(r"\b5[0-5]\d\b")
 
 
 def is_hard_bounce(error: str) -> bool:
-    return bool(_HARD_BOUNCE.search(error.strip()))
+    """A permanent SMTP refusal saying the mailbox itself is gone (5.1.x, 5.2.1, "user unknown").
+
+    The same rule as for bounce messages (publisher.bounces): policy refusals (5.7.x) are about us.
+    """
+    return bool(_PERMANENT_REPLY.search(error)) and address_failure("", error) is Verdict.BOUNCE
 
 
 def holder_is_dead(holder: str) -> bool:
