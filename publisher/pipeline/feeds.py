@@ -49,6 +49,4 @@ def publish_feeds(config: Config, store: Store, *, session: requests.Session | N
         for result in pinger.ping(changed):
             if not result.ok:
                 report.errors.append(f"WebSub hub {result.hub}: {result.error}")
-    for item in report.published:
-        log.info("feed %s %s", item.name, "written" if item.changed else "unchanged")
     return report
