@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from starlette.routing import BaseRoute
@@ -20,6 +22,28 @@ from publisher.web.context import WebContext
 log = logging.getLogger("publisher.web.webhooks")
 
 PROVIDERS = ("sendgrid", "mailgun", "postmark", "ses")
+
+
+class SeenIds:
+    """The last few thousand event ids a webhook applied, so a provider's retry changes nothing twice.
+
+    In memory only: after a restart a replay is applied again, which apply_event makes harmless.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, event_id: object) -> bool:
+        with self._lock:
+            return event_id in self._ids
+
+    def add(self, event_id: str) -> None:
+        with self._lock:
+            self._ids[event_id] = None
+            while len(self._ids) > self._limit:
+                self._ids.popitem(last=False)
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,7 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
-from collections import OrderedDict
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +29,7 @@ from starlette.routing import BaseRoute, Route
 
 from publisher.config import MailgunSettings
 from publisher.web.context import WebContext
-from publisher.web.webhooks import MailEvent, apply_event
+from publisher.web.webhooks import MailEvent, SeenIds, apply_event
 
 log = logging.getLogger("publisher.web.webhooks.mailgun")
 
@@ -83,8 +81,7 @@ class MailgunWebhook:
     def __init__(self, web: WebContext, *, clock: Any = time.time) -> None:
         self.web = web
         self.clock = clock
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
+        self._seen = SeenIds(SEEN_TOKENS)
 
     def routes(self) -> list[BaseRoute]:
         return [Route(PATH, self.receive, methods=["POST"])]
@@ -111,22 +108,16 @@ class MailgunWebhook:
             return PlainTextResponse("bad signature\n", status_code=403)
         if not timestamp.isdigit() or not -MAX_FUTURE <= self.clock() - int(timestamp) <= MAX_AGE:
             return PlainTextResponse("signature timestamp too old or in the future\n", status_code=403)
-        with self._lock:
-            if token in self._seen:
-                return PlainTextResponse("already received\n")
+        if token in self._seen:
+            return PlainTextResponse("already received\n")
         event = event_for(data)
         applied = False
         if event is not None:
             # a store error raises here (503): the token is not remembered, so Mailgun's retry applies it
             applied = await run_in_threadpool(apply_event, self.web.store, event)
-        self._remember(token)
+        self._seen.add(token)
         return PlainTextResponse("ignored\n" if event is None else "applied\n" if applied else "no change\n")
 
-    def _remember(self, token: str) -> None:
-        with self._lock:
-            self._seen[token] = None
-            while len(self._seen) > SEEN_TOKENS:
-                self._seen.popitem(last=False)
 
 
 def routes(web: WebContext) -> list[BaseRoute]:

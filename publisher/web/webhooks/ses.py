@@ -23,7 +23,6 @@ import json
 import logging
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +40,7 @@ from starlette.routing import BaseRoute, Route
 
 from publisher.config import SesSettings
 from publisher.web.context import WebContext
-from publisher.web.webhooks import MailEvent, apply_event
+from publisher.web.webhooks import MailEvent, SeenIds, apply_event
 
 log = logging.getLogger("publisher.web.webhooks.ses")
 
@@ -171,8 +170,7 @@ class SesWebhook:
     def __init__(self, web: WebContext, verifier: SnsVerifier | None = None) -> None:
         self.web = web
         self.verifier = verifier or SnsVerifier()
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
+        self._seen = SeenIds(SEEN_MESSAGES)
 
     def routes(self) -> list[BaseRoute]:
         return [Route(PATH, self.receive, methods=["POST"])]
@@ -200,9 +198,8 @@ class SesWebhook:
             log.warning("SNS message refused: %s", exc)
             return PlainTextResponse("refused\n", status_code=403)
         message_id = str(message["MessageId"])
-        with self._lock:
-            if message_id in self._seen:
-                return PlainTextResponse("already received\n")
+        if message_id in self._seen:
+            return PlainTextResponse("already received\n")
         if message["Type"] == "SubscriptionConfirmation":
             answer = await run_in_threadpool(self._confirm, message, settings.sns_topic_arn)
         elif message["Type"] == "UnsubscribeConfirmation":
@@ -211,7 +208,7 @@ class SesWebhook:
         else:
             answer = await run_in_threadpool(self._notification, message)
         if answer.status_code < 300:
-            self._remember(message_id)
+            self._seen.add(message_id)
         return answer
 
     def _confirm(self, message: dict[str, Any], topic_arn: str) -> Response:
@@ -238,11 +235,6 @@ class SesWebhook:
         applied = sum(apply_event(self.web.store, event) for event in events)
         return PlainTextResponse(f"{len(events)} event(s), {applied} applied\n")
 
-    def _remember(self, message_id: str) -> None:
-        with self._lock:
-            self._seen[message_id] = None
-            while len(self._seen) > SEEN_MESSAGES:
-                self._seen.popitem(last=False)
 
 
 def routes(web: WebContext) -> list[BaseRoute]:
