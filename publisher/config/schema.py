@@ -13,19 +13,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
+from publisher.config.base import Settings
 from publisher.crontab import CronSpec, CrontabError, parse_crontab
-
-
-class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class SiteSettings(Settings):
@@ -362,9 +353,3 @@ def _cron_or_raise(line: str) -> CronSpec:
         return parse_crontab(line)
     except CrontabError as exc:
         raise ValueError(str(exc)) from exc
-
-
-# Loading lives in its own module; imported here so `from publisher.config import load_config` works.
-from publisher.configfile import load_config, parse_config  # noqa: E402
-
-__all__ = ["Config", "load_config", "parse_config"]
