@@ -36,7 +36,8 @@ class SourceOutcome:
     not_modified: bool = False
     error: str | None = None
     consecutive_failures: int = 0
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # items taken, with a caveat (read leniently, say)
+    skipped: list[str] = field(default_factory=list)  # items not taken, each with its name and reason
 
     @property
     def broken(self) -> bool:
