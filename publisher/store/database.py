@@ -8,11 +8,12 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from publisher.errors import StoreError
 from publisher.store import schema
+from publisher.store.failures import translate_errors
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def create_store_engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
             database = url.split("///", 1)[1] if "///" in url else ""
-            if database and database != ":memory:":
+            if database and database != ":memory:" and not database.startswith("file:"):
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url, poolclass=StaticPool if database in ("", ":memory:") else None)
             event.listen(engine, "connect", _sqlite_pragmas)
@@ -61,6 +62,7 @@ def create_store_engine(url: str) -> Engine:
                 event.listen(engine, "connect", _pg_session)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         raise StoreError(f"cannot open the store at {url!r}: {exc} (hint: check store.url in config.yaml)") from exc
+    translate_errors(engine)
     return engine
 
 
@@ -73,9 +75,4 @@ def upgrade_schema(engine: Engine) -> int:
         except IntegrityError:
             if attempt == 2:
                 raise
-        except OperationalError as exc:
-            raise StoreError(
-                f"the store at {engine.url.render_as_string(hide_password=True)} is unreachable: "
-                f"{exc.orig} (hint: check store.url in config.yaml and that the server runs)"
-            ) from exc
     raise StoreError("schema upgrade did not settle")
