@@ -287,6 +287,30 @@ class WebSettings(Settings):
     confirm_hours: float = Field(default=48.0, gt=0)
     max_confirmations_per_address: int = Field(default=3, ge=1)
     max_requests_per_client_per_hour: int = Field(default=20, ge=1)
+    # Operators of /admin: name -> scrypt hash from `publisher admin passwd NAME` (never a password).
+    admin_users: dict[str, str] = Field(default_factory=dict)
+    # Who may read /metrics: "loopback" (a scraper on this machine, or an operator with a console
+    # session or HTTP basic auth), "operators" (only those), or "off".
+    metrics: Literal["loopback", "operators", "off"] = "loopback"
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
+    @field_validator("admin_users")
+    @classmethod
+    def _hashes(cls, value: dict[str, str]) -> dict[str, str]:
+        from publisher.passwords import PasswordHashError, parse_hash
+
+        for name, encoded in value.items():
+            if not name or len(name) > 100 or any(c.isspace() or c in ":\x00" for c in name):
+                raise ValueError(f"operator name {name!r}: use letters, digits, dots or dashes, no spaces or ':'")
+            try:
+                parse_hash(encoded)
+            except PasswordHashError as exc:
+                raise ValueError(f"{name}: {exc} (hint: run `publisher admin passwd {name}` and paste its line)") from exc
+        return value
 
 
 class Config(Settings):

@@ -205,12 +205,64 @@ rate_events = Table(
 )
 
 
+# Every change of a subscriber's status, with its reason: the console's history and growth chart.
+# Written by a trigger (below), so every path that changes a status (import, consent pages, webhooks,
+# bounces at send time) is recorded without each having to remember. Joining is subscribers.created_at.
+# Deleted with the subscriber (a bounce reason can quote the address).
+subscriber_events = Table(
+    "subscriber_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("reason", Text),
+    Index("ix_subscriber_events_subscriber", "subscriber_id", "at"),
+    Index("ix_subscriber_events_at", "at", "status"),
+)
+
+
 def _initial(connection: Connection) -> None:
     metadata.create_all(connection)
 
 
-# Append upgrades here; each runs once, in order, inside a transaction.
-MIGRATIONS: list[Callable[[Connection], Any]] = [_initial]
+_SQLITE_STATUS_TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS subscriber_status_changed AFTER UPDATE OF status ON subscribers
+WHEN OLD.status <> NEW.status
+BEGIN
+  INSERT INTO subscriber_events (subscriber_id, at, status, reason)
+  VALUES (NEW.id, NEW.updated_at, NEW.status, NEW.status_reason);
+END
+"""
+_PG_STATUS_FUNCTION = """
+CREATE OR REPLACE FUNCTION publisher_subscriber_status_changed() RETURNS trigger AS $$
+BEGIN
+  IF NEW.status IS DISTINCT FROM OLD.status THEN
+    INSERT INTO subscriber_events (subscriber_id, at, status, reason)
+    VALUES (NEW.id, NEW.updated_at, NEW.status, NEW.status_reason);
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql
+"""
+_PG_STATUS_TRIGGER = (
+    "CREATE TRIGGER subscriber_status_changed AFTER UPDATE OF status ON subscribers "
+    "FOR EACH ROW EXECUTE FUNCTION publisher_subscriber_status_changed()"
+)
+
+
+def _subscriber_events(connection: Connection) -> None:
+    subscriber_events.create(connection, checkfirst=True)
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(_PG_STATUS_FUNCTION)
+        connection.exec_driver_sql("DROP TRIGGER IF EXISTS subscriber_status_changed ON subscribers")
+        connection.exec_driver_sql(_PG_STATUS_TRIGGER)
+    else:
+        connection.exec_driver_sql(_SQLITE_STATUS_TRIGGER)
+
+
+# Append upgrades here; each runs once, in order, inside a transaction. On a new store _initial has
+# already created every table, so each upgrade must be a no-op there (checkfirst, "if missing").
+MIGRATIONS: list[Callable[[Connection], Any]] = [_initial, _subscriber_events]
 
 
 def upgrade(connection: Connection) -> int:

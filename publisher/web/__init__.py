@@ -24,10 +24,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from publisher.config import Config
 from publisher.errors import StoreError
 from publisher.store import Store
+from publisher.web.admin import AdminPages
 from publisher.web.archive import ArchivePages
 from publisher.web.context import TransportFactory, WebContext
 from publisher.web.feeds import FeedFiles
 from publisher.web.health import HealthCheck
+from publisher.web.metrics import MetricsPage
 from publisher.web.preferences import PreferencesPages
 from publisher.web.strings import choose_language
 from publisher.web.subscribe import SubscribePages
@@ -70,6 +72,8 @@ def create_app(
         *ArchivePages(web).routes(),
         *FeedFiles(web).routes(),
         *HealthCheck(web).routes(),
+        *AdminPages(web).routes(),
+        *MetricsPage(web).routes(),
         *webhook_routes(web),
     ]
 
