@@ -43,7 +43,9 @@ def server(tmp_path: Path) -> Iterator[WebServer]:
         store.close()
 
 
-def test_an_operator_signs_in_reads_the_dashboard_and_finds_a_subscriber(browser: object, server: WebServer) -> None:
+def test_an_operator_signs_in_reads_the_dashboard_and_finds_a_subscriber(
+    browser: object, server: WebServer  # noqa: F811 (the fixture imported above)
+) -> None:
     driver = browser
     driver.get(f"{server.url}/admin/")  # type: ignore[attr-defined]
     _wait_for_text(driver, "Sign in to the console")  # redirected to the form
