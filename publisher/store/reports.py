@@ -42,6 +42,18 @@ class DigestFigures:
             return None
         return self.finished_at - self.started_at
 
+    @property
+    def duration_text(self) -> str:
+        """"42 s", "3 min 5 s", "2 h 4 min"; empty while unfinished."""
+        if self.duration is None:
+            return ""
+        seconds = max(0, round(self.duration.total_seconds()))
+        if seconds < 60:
+            return f"{seconds} s"
+        if seconds < 3600:
+            return f"{seconds // 60} min {seconds % 60} s"
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
 
 @dataclass(frozen=True)
 class DailyGrowth:

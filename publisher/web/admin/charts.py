@@ -43,7 +43,7 @@ def line_chart(title: str, days: Sequence[date], series: Sequence[tuple[str, Seq
         style=_STYLE,
         width=760,
         height=300,
-        title=title,
+        title=None,  # the page's heading names the chart; pygal's would say it twice
         show_dots=False,
         x_label_rotation=30,
         show_minor_x_labels=False,
