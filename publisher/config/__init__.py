@@ -6,6 +6,7 @@ from __future__ import annotations
 from publisher.config.base import Settings
 from publisher.config.loader import load_config, parse_config
 from publisher.config.schema import (
+    AnalyticsSettings,
     Config,
     EditionSettings,
     FeedFormat,
@@ -32,6 +33,7 @@ from publisher.config.schema import (
 )
 
 __all__ = [
+    "AnalyticsSettings",
     "Config",
     "EditionSettings",
     "FeedFormat",

@@ -313,6 +313,11 @@ class WebSettings(Settings):
         return value
 
 
+class AnalyticsSettings(Settings):
+    # Story links go through /r/<token> and are counted per story per digest (nobody's own clicks).
+    clicks: bool = False
+
+
 class Config(Settings):
     site: SiteSettings
     store: StoreSettings = Field(default_factory=StoreSettings)
@@ -322,6 +327,7 @@ class Config(Settings):
     mail: MailSettings = Field(default_factory=MailSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     templates: str | None = Field(default="templates", description="operator templates, tried first")
     base_dir: Path = Field(default=Path("."), exclude=True)
 

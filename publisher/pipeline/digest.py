@@ -12,6 +12,7 @@ from datetime import date
 
 from publisher.config import Config, EditionSettings
 from publisher.models import RenderedDigest, StoredArticle
+from publisher.render.clicks import ClickLinks, rewrite
 from publisher.render.email import DigestRenderer
 from publisher.render.templates import make_environment
 from publisher.selection import choose, day_bounds
@@ -68,6 +69,10 @@ def render_digest(config: Config, store: Store | None, selected: SelectedDigest)
         selected.articles, selected.day, archive_url=archive_url(config, selected.edition.id, selected.day)
     )
     if store is not None and selected.record is not None:
+        if config.analytics.clicks:
+            links = ClickLinks(config.site.secret, config.site.public_url)
+            rendered = rewrite(rendered, selected.articles, digest_id=selected.record.id, links=links,
+                               base_url=config.site.base_url)
         store.digests.save_rendered(selected.record.id, rendered)
         stored = store.digests.get(selected.record.id)
         # a concurrent renderer may have stored first: send what is in the store

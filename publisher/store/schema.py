@@ -222,6 +222,18 @@ subscriber_events = Table(
 )
 
 
+# One row per click on a story link of a digest (analytics.clicks): no subscriber, no address.
+click_events = Table(
+    "click_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_click_events_digest", "digest_id", "position"),
+)
+
+
 def _initial(connection: Connection) -> None:
     metadata.create_all(connection)
 
@@ -262,7 +274,11 @@ def _subscriber_events(connection: Connection) -> None:
 
 # Append upgrades here; each runs once, in order, inside a transaction. On a new store _initial has
 # already created every table, so each upgrade must be a no-op there (checkfirst, "if missing").
-MIGRATIONS: list[Callable[[Connection], Any]] = [_initial, _subscriber_events]
+def _click_events(connection: Connection) -> None:
+    click_events.create(connection, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], Any]] = [_initial, _subscriber_events, _click_events]
 
 
 def upgrade(connection: Connection) -> int:

@@ -26,6 +26,7 @@ from publisher.errors import StoreError
 from publisher.store import Store
 from publisher.web.admin import AdminPages
 from publisher.web.archive import ArchivePages
+from publisher.web.clicks import ClickRedirects
 from publisher.web.context import TransportFactory, WebContext
 from publisher.web.feeds import FeedFiles
 from publisher.web.health import HealthCheck
@@ -74,6 +75,7 @@ def create_app(
         *HealthCheck(web).routes(),
         *AdminPages(web).routes(),
         *MetricsPage(web).routes(),
+        *ClickRedirects(web).routes(),
         *webhook_routes(web),
     ]
 

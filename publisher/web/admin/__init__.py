@@ -25,9 +25,10 @@ from starlette.routing import Route
 from publisher.models import SubscriberStatus
 from publisher.render.slots import Slot, fill_slots
 from publisher.render.templates import PACKAGED_TEMPLATES, text_direction
+from publisher.store.clicks import ClickLedger
 from publisher.store.consent import client_key
 from publisher.store.reports import Reports
-from publisher.web.admin.charts import line_chart
+from publisher.web.admin.charts import bar_chart, line_chart
 from publisher.web.admin.session import COOKIE, MAX_AGE_SECONDS, AdminSessions
 from publisher.web.admin.strings import STRINGS, console_language
 from publisher.web.context import PAGE_HEADERS, PRIVATE, WebContext
@@ -58,6 +59,7 @@ class AdminPages:
     def __init__(self, web: WebContext) -> None:
         self.web = web
         self.reports = Reports(web.store.engine)
+        self.clicks = ClickLedger(web.store.engine)
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(PACKAGED_TEMPLATES / "admin")),
             autoescape=True,
@@ -74,6 +76,7 @@ class AdminPages:
             Route("/admin/charts/{name}.svg", self.signed_in(self.chart), methods=["GET"]),
             Route("/admin/digests/{digest_id:int}", self.signed_in(self.digest), methods=["GET"]),
             Route("/admin/digests/{digest_id:int}/html", self.signed_in(self.digest_html), methods=["GET"]),
+            Route("/admin/digests/{digest_id:int}/clicks.svg", self.signed_in(self.story_chart), methods=["GET"]),
             Route("/admin/subscribers", self.signed_in(self.subscribers), methods=["GET"]),
             Route("/admin/subscribers.csv", self.signed_in(self.export), methods=["GET"]),
             Route("/admin/subscribers/{subscriber_id:int}", self.signed_in(self.subscriber), methods=["GET"]),
@@ -212,9 +215,11 @@ class AdminPages:
             counts.setdefault(language, {})[status] = number
         growth = self.reports.growth()
         per_day = self.reports.deliveries_per_day()
+        digests = self.reports.digests(limit=14)
+        clicks = self.clicks.per_digest([d.id for d in digests]) if config.analytics.clicks else {}
         return self._page(request, "dashboard.html.j2", {
-            "digests": self.reports.digests(limit=14),
-            "clicks": {},
+            "digests": digests,
+            "clicks": {d.id: clicks.get(d.id, 0) for d in digests} if config.analytics.clicks else {},
             "runs": runs,
             "sources": sources,
             "statuses": [s.value for s in SubscriberStatus],
@@ -250,9 +255,24 @@ class AdminPages:
             return Response(STRINGS[self._language(request)]["not_found"], status_code=404,
                             headers={**PAGE_HEADERS, **PRIVATE})
         record = self.web.store.digests.get(figures.id)
+        stories = self._stories(figures.id)
         return self._page(request, "digest.html.j2", {
-            "d": figures, "clicks": None, "has_html": bool(record and record.rendered),
+            "d": figures, "has_html": bool(record and record.rendered), "stories": stories,
+            "clicks": sum(n for _, _, n in stories) if self.web.config.analytics.clicks else None,
         })
+
+    def _stories(self, digest_id: int) -> list[tuple[int, str, int]]:
+        """(position, title, clicks) of each story of a digest, most clicked first."""
+        counts = self.clicks.per_story(digest_id)
+        titles = [a.title for a in self.web.store.articles.in_digest(digest_id)]
+        stories = [(i, title, counts.get(i, 0)) for i, title in enumerate(titles, start=1)]
+        return sorted(stories, key=lambda s: (-s[2], s[0]))
+
+    def story_chart(self, request: Request) -> Response:
+        strings = STRINGS[self._language(request)]
+        stories = self._stories(int(request.path_params["digest_id"]))
+        svg = bar_chart(strings["clicks"], [f"{p}. {t[:60]}" for p, t, _ in stories], [n for _, _, n in stories])
+        return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
 
     def digest_html(self, request: Request) -> Response:
         record = self.web.store.digests.get(int(request.path_params["digest_id"]))
