@@ -17,12 +17,8 @@ from lxml import etree
 
 from publisher.config import FeedSettings, SiteSettings
 from publisher.models import Article, FeedFile, StoredArticle
-from publisher.render.feeds import (
-    EMPTY_FEED_UPDATED,
-    atom_id,
-    build_feed,
-    build_feed_files,
-)
+from publisher.render.feeds.build import build_feed, build_feed_files
+from publisher.render.feeds.model import EMPTY_FEED_UPDATED, atom_id
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 GOLDEN = Path(__file__).parent / "golden" / "feeds"
