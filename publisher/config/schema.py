@@ -139,6 +139,10 @@ class FeedSettings(Settings):
     subtitles: dict[str, str] = Field(
         default_factory=dict, description="language -> the feeds' subtitle (Atom subtitle, RSS and JSON description)"
     )
+    archive: bool = Field(
+        default=False, description="RFC 5005 archived feeds: the feed links prev-archive to immutable archive documents"
+    )
+    archive_entries: int = Field(default=50, ge=1, le=10000, description="entries per archive document")
     measure_images: bool = Field(
         default=True, description="HEAD each enclosure image once for its length (cached in the feeds directory)"
     )

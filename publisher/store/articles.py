@@ -124,6 +124,24 @@ class ArticleRepository:
         with self._engine.connect() as connection:
             return [_to_article(row) for row in connection.execute(query)]
 
+    def arrived(self, language: str, *, offset: int, limit: int) -> list[StoredArticle]:
+        """Oldest first, in the order they entered the store: pages that never change once full,
+        for archived feeds (RFC 5005). A later edit of an article keeps its place."""
+        query = (
+            select(articles)
+            .where(articles.c.language == language)
+            .order_by(articles.c.pk)
+            .offset(offset)
+            .limit(limit)
+        )
+        with self._engine.connect() as connection:
+            return [_to_article(row) for row in connection.execute(query)]
+
+    def count_in(self, language: str) -> int:
+        query = select(func.count()).select_from(articles).where(articles.c.language == language)
+        with self._engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def sections(self, language: str) -> list[str]:
         """The sections articles of a language were filed under, sorted; articles with none are left out."""
         query = select(articles.c.section).where(articles.c.language == language, articles.c.section.is_not(None))

@@ -10,12 +10,14 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from publisher.config import FeedSettings, SiteSettings
 from publisher.models import Article, FeedFile
 from publisher.render.feeds.formats import feed_format
-from publisher.render.feeds.model import TAG_URI_DATE, Feed, FeedEntry
+from publisher.render.feeds.model import TAG_URI_DATE, Feed, FeedEntry, History
+from publisher.render.feeds.spec import FeedFormatSpec
 
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")
 _PLAIN_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,80}$")
@@ -63,6 +65,8 @@ def build_feed(
     home_url: str | None = None,
     section: str | None = None,
     image_lengths: Mapping[str, int] | None = None,
+    history: History | None = None,
+    limit: int | None = None,
 ) -> Feed:
     """The newest `feeds.entries` articles of one language (and section), in the order given
     (newest first). Articles of another language or section are left out; a repeated id keeps
@@ -84,10 +88,11 @@ def build_feed(
             continue
         seen.add(entry.id)
         entries.append(entry)
-        if len(entries) >= feeds.entries:
+        if len(entries) >= (limit or feeds.entries):
             break
     name = title or site.name
     return Feed(
+        # archive documents are documents of the same feed: they keep its id
         id=f"tag:{authority},{TAG_URI_DATE}:feeds/{feed_stem(language, section)}",
         title=name if section is None else f"{name} — {section}",
         language=language,
@@ -96,17 +101,42 @@ def build_feed(
         entries=tuple(entries),
         subtitle=feeds.subtitles.get(language, ""),
         logo_url=site.logo_url,
-        hubs=tuple(dict.fromkeys(feeds.websub_hubs)),
+        # an archive document never changes: it has nothing to announce to a hub
+        hubs=() if history is not None and history.archived else tuple(dict.fromkeys(feeds.websub_hubs)),
+        history=history,
     )
 
 
-def render_feed_files(feed: Feed, *, feeds: FeedSettings, stem: str) -> list[FeedFile]:
-    """One FeedFile per configured format: `{stem}.atom.xml`, `{stem}.rss.xml`, `{stem}.json`."""
+def archive_stem(language: str, page: int) -> str:
+    """Archive document `page` (1 = the oldest) of a language's feed: "ar.archive/1"."""
+    return f"{language}.archive/{page}"
+
+
+def archive_formats(feeds: FeedSettings) -> list[FeedFormatSpec]:
+    """The configured formats that carry RFC 5005 history (Atom and RSS; JSON Feed has none)."""
+    return [spec for spec in map(feed_format, dict.fromkeys(feeds.formats)) if spec.archives]
+
+
+def _with_links(feed: Feed, spec: FeedFormatSpec, feeds: FeedSettings) -> Feed:
+    history = feed.history
+    if history is None or not spec.archives:
+        return feed
+    links = [
+        (rel, feed_url(feeds, spec.file_name(stem)))
+        for rel, stem in (("prev-archive", history.prev_archive), ("current", history.current))
+        if stem is not None
+    ]
+    return replace(feed, links=tuple(links))
+
+
+def render_feed_files(
+    feed: Feed, *, feeds: FeedSettings, stem: str, formats: Sequence[FeedFormatSpec] | None = None
+) -> list[FeedFile]:
+    """One FeedFile per format (the configured ones unless given): `{stem}.atom.xml`, `{stem}.json`."""
     files: list[FeedFile] = []
-    for name in dict.fromkeys(feeds.formats):
-        spec = feed_format(name)
+    for spec in formats if formats is not None else map(feed_format, dict.fromkeys(feeds.formats)):
         file_name = spec.file_name(stem)
-        content = spec.render(feed, feed_url(feeds, file_name))
+        content = spec.render(_with_links(feed, spec, feeds), feed_url(feeds, file_name))
         files.append(FeedFile(name=file_name, content=content, media_type=spec.media_type))
     return files
 

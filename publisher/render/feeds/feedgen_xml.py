@@ -20,6 +20,7 @@ from lxml import etree
 from publisher.render.feeds.model import Feed, clean
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
+FH_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
 SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 
 
@@ -64,6 +65,20 @@ def generator(feed: Feed, *, self_url: str, media_type: str, rss: bool) -> FeedG
         for category in entry.categories:
             fe.category(term=category)
     return fg
+
+
+def add_history(parent: etree._Element, feed: Feed) -> None:
+    """RFC 5005: <fh:archive/> in an archive document, and atom:link rel=prev-archive / current,
+    after the feed's other atom:links (feedgen refuses rel values it does not know)."""
+    elements: list[etree._Element] = []
+    if feed.history is not None and feed.history.archived:
+        elements.append(etree.Element(f"{{{FH_NS}}}archive", nsmap={"fh": FH_NS}))
+    for rel, href in feed.links:
+        elements.append(etree.Element(f"{{{ATOM_NS}}}link", rel=rel, href=href))
+    links = parent.findall(f"{{{ATOM_NS}}}link")
+    anchor = parent.index(links[-1]) + 1 if links else len(parent)
+    for offset, element in enumerate(elements):
+        parent.insert(anchor + offset, element)
 
 
 def parse(xml: bytes) -> etree._Element:

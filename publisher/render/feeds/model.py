@@ -118,6 +118,15 @@ class FeedEntry:
 
 
 @dataclass(frozen=True)
+class History:
+    """RFC 5005 archived feeds, as feed stems (a format turns them into its own file's URL)."""
+
+    prev_archive: str | None = None  # the newest complete archive older than this document
+    current: str | None = None  # an archive document's subscription feed
+    archived: bool = False  # this is an archive document: <fh:archive/>, never rewritten
+
+
+@dataclass(frozen=True)
 class Feed:
     """A language's (or a section's) feed, independent of format. `updated` is derived, never now()."""
 
@@ -130,6 +139,8 @@ class Feed:
     subtitle: str = ""  # Atom writes it only when it says more than the title
     logo_url: str | None = None
     hubs: tuple[str, ...] = ()
+    history: History | None = None
+    links: tuple[tuple[str, str], ...] = ()  # (rel, href): the history resolved for one format
 
     @property
     def updated(self) -> datetime:

@@ -22,6 +22,7 @@ class FeedFormatSpec:
     media_type: str  # without parameters: "application/atom+xml"
     label: str  # what a reader's subscribe dialog shows: "Atom"
     render: RenderFunction
+    archives: bool = False  # writes RFC 5005 history links (prev-archive, current, fh:archive)
 
     def __post_init__(self) -> None:
         if not self.suffix.startswith(".") or "/" in self.suffix:

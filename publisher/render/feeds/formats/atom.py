@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from publisher.render.feeds.feedgen_xml import ATOM_NS, generator, parse, serialize
+from publisher.render.feeds.feedgen_xml import ATOM_NS, FH_NS, add_history, generator, parse, serialize
 from publisher.render.feeds.model import Feed
 from publisher.render.feeds.spec import FeedFormatSpec
 
@@ -14,6 +14,9 @@ MEDIA_TYPE = "application/atom+xml"
 def render(feed: Feed, self_url: str) -> bytes:
     root = parse(generator(feed, self_url=self_url, media_type=MEDIA_TYPE, rss=False).atom_str(pretty=False))
     _fix_entry_links(feed, root)
+    add_history(root, feed)
+    if feed.history is not None and feed.history.archived:
+        etree.cleanup_namespaces(root, top_nsmap={"fh": FH_NS})
     return serialize(root)
 
 
@@ -43,4 +46,4 @@ def _fix_entry_links(feed: Feed, root: etree._Element) -> None:
             element.insert(position + offset, link)
 
 
-FORMAT = FeedFormatSpec(name="atom", suffix=".atom.xml", media_type=MEDIA_TYPE, label="Atom", render=render)
+FORMAT = FeedFormatSpec(name="atom", suffix=".atom.xml", media_type=MEDIA_TYPE, label="Atom", render=render, archives=True)

@@ -6,7 +6,7 @@ import html
 
 from lxml import etree
 
-from publisher.render.feeds.feedgen_xml import ATOM_NS, generator, parse, serialize
+from publisher.render.feeds.feedgen_xml import ATOM_NS, FH_NS, add_history, generator, parse, serialize
 from publisher.render.feeds.model import Feed
 from publisher.render.feeds.spec import FeedFormatSpec
 
@@ -29,6 +29,7 @@ def _complete(feed: Feed, root: etree._Element) -> etree._Element:
     for offset, hub in enumerate(feed.hubs):
         link = etree.Element(f"{{{ATOM_NS}}}link", href=hub, rel="hub")
         channel.insert(anchor + offset, link)
+    add_history(channel, feed)
     items = channel.findall("item")
     if len(items) != len(feed.entries):
         raise AssertionError(f"feedgen wrote {len(items)} RSS items for {len(feed.entries)}")
@@ -42,8 +43,11 @@ def _complete(feed: Feed, root: etree._Element) -> etree._Element:
             creator.text = entry.author
             guid = item.find("guid")
             item.insert(item.index(guid) if guid is not None else len(item), creator)
-    etree.cleanup_namespaces(root, top_nsmap={"dc": DC_NS})
+    namespaces = {"dc": DC_NS}
+    if feed.history is not None and feed.history.archived:
+        namespaces["fh"] = FH_NS
+    etree.cleanup_namespaces(root, top_nsmap=namespaces)
     return root
 
 
-FORMAT = FeedFormatSpec(name="rss", suffix=".rss.xml", media_type=MEDIA_TYPE, label="RSS", render=render)
+FORMAT = FeedFormatSpec(name="rss", suffix=".rss.xml", media_type=MEDIA_TYPE, label="RSS", render=render, archives=True)
