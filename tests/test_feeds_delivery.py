@@ -221,8 +221,8 @@ def test_each_hub_is_told_of_each_topic_with_the_publish_form(accepting_hub: Hub
         (accepting_hub.url, TOPICS[1], True, 204, None),
     ]
     assert [r["form"] for r in accepting_hub.requests] == [
-        {"hub.mode": ["publish"], "hub.url": [TOPICS[0]]},
-        {"hub.mode": ["publish"], "hub.url": [TOPICS[1]]},
+        {"hub.mode": ["publish"], "hub.url": [TOPICS[0]], "hub.topic": [TOPICS[0]]},
+        {"hub.mode": ["publish"], "hub.url": [TOPICS[1]], "hub.topic": [TOPICS[1]]},
     ]
     assert {r["content_type"] for r in accepting_hub.requests} == {"application/x-www-form-urlencoded"}
     assert {r["path"] for r in accepting_hub.requests} == {"/hub"}

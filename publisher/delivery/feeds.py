@@ -131,7 +131,8 @@ class PingResult:
 
 
 class WebSubPinger:
-    """Tells WebSub hubs that topics (feed URLs) changed: POST hub.mode=publish, hub.url=<topic>.
+    """Tells WebSub hubs that topics (feed URLs) changed: POST hub.mode=publish, hub.url=<topic>
+    (and the same as hub.topic).
 
     Failures are returned and logged, never raised: a hub being down must not fail a publish run;
     subscribers still get the update when the hub next polls.
@@ -160,7 +161,9 @@ class WebSubPinger:
             # no redirects: a 302 would turn the POST into a GET whose 200 proves nothing
             response = session.post(
                 hub,
-                data={"hub.mode": "publish", "hub.url": topic},
+                # hub.url is PubSubHubbub 0.4's name, hub.topic what WebSub hubs such as Flask-WebSub
+                # read (WebSub leaves publishing to the hub): both, so either kind of hub understands
+                data={"hub.mode": "publish", "hub.url": topic, "hub.topic": topic},
                 timeout=self.timeout,
                 allow_redirects=False,
             )
