@@ -1,6 +1,6 @@
 """The feedgen adapter shared by the Atom and RSS modules: a generator per format, then repairs.
 
-feedgen 1.0 serializes; its quirks stay here (see /work/shared/notes/libraries.md, "feedgen 1.0.0"):
+feedgen 1.0 serializes; its quirks, measured on 1.0.0 (no upstream change since 2023), stay here:
 - it fills every unset date with now(): every date here is set from the articles, and the feed's
   updated date is the newest entry's, so rebuilding with nothing new gives byte-identical files;
 - add_entry() prepends: entries are appended, in the order given (newest first);
