@@ -109,3 +109,14 @@ def test_feeds_announce_their_hub_and_self_in_link_headers(served: tuple[TestCli
     assert links == {"hub": HUB, "self": f"http://127.0.0.1:8080/feeds/{name}"}
     not_modified = client.get(f"/feeds/{name}", headers={"If-None-Match": answer.headers["etag"]})
     assert not_modified.status_code == 304 and not_modified.headers["link"] == answer.headers["link"]
+
+
+def test_archive_documents_announce_no_hub(served: tuple[TestClient, Path]) -> None:
+    client, directory = served
+    (directory / "en.archive").mkdir()
+    (directory / "en.archive" / "1.atom.xml").write_bytes((directory / "en.atom.xml").read_bytes())
+    answer = client.get("/feeds/en.archive/1.atom.xml")
+    assert answer.status_code == 200
+    assert {link["rel"]: link["url"] for link in answer.links.values()} == {
+        "self": "http://127.0.0.1:8080/feeds/en.archive/1.atom.xml"
+    }

@@ -91,7 +91,7 @@ def test_publish_writes_the_measured_length_and_asks_each_image_once(
     article(articles, "moved", f"{images.url}/moved.jpg", 8)
     article(articles, "missing", f"{images.url}/missing.jpg", 7)
     sources = f"  - kind: files\n    name: desk\n    path: {articles}\n"
-    config = load_config(feeds_config(tmp_path, "formats: [atom, rss, json]", sources=sources))
+    config = load_config(feeds_config(tmp_path, "formats: [atom, rss, json]\nmeasure_images: true", sources=sources))
     store = Store.open(config.store_url)
     try:
         collect(config, store)
@@ -119,6 +119,23 @@ def test_publish_writes_the_measured_length_and_asks_each_image_once(
         assert {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()} == before
     finally:
         store.close()
+
+
+def test_nothing_is_measured_unless_asked(tmp_path: Path, images: ImageServer) -> None:
+    articles = tmp_path / "articles"
+    articles.mkdir()
+    article(articles, "photo", f"{images.url}/photo.jpg", 9)
+    sources = f"  - kind: files\n    name: desk\n    path: {articles}\n"
+    config = load_config(feeds_config(tmp_path, "formats: [atom]", sources=sources))
+    assert config.feeds.measure_images is False
+    store = Store.open(config.store_url)
+    try:
+        collect(config, store)
+        publish_feeds(config, store)
+    finally:
+        store.close()
+    assert images.heads == []
+    assert not (config.path(config.feeds.directory) / ".cache").exists()
 
 
 def test_failures_are_retried_after_a_day_and_hangs_end_at_the_timeout(

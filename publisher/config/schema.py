@@ -144,7 +144,7 @@ class FeedSettings(Settings):
     )
     archive_entries: int = Field(default=50, ge=1, le=10000, description="entries per archive document")
     measure_images: bool = Field(
-        default=True, description="HEAD each enclosure image once for its length (cached in the feeds directory)"
+        default=False, description="HEAD each enclosure image once for its length (cached in the feeds directory)"
     )
     websub_hubs: list[str] = Field(default_factory=list)
     timeout: float = Field(default=10.0, gt=0, le=120)

@@ -182,6 +182,8 @@ class FeedFiles:
         if format_of_file(name) is None:
             return ""
         feeds = self.web.config.feeds
-        links = [f'<{hub}>; rel="hub"' for hub in dict.fromkeys(feeds.websub_hubs)]
+        # an archive document never changes: no hub has anything to deliver for it
+        hubs = [] if ".archive/" in name else dict.fromkeys(feeds.websub_hubs)
+        links = [f'<{hub}>; rel="hub"' for hub in hubs]
         links.append(f'<{feed_url(feeds, name)}>; rel="self"')
         return ", ".join(links)
