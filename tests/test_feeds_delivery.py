@@ -106,11 +106,22 @@ def test_a_directory_it_may_not_write_is_a_permanent_error(
         DirectoryPublisher(tmp_path).publish([ATOM])
 
 
-@pytest.mark.parametrize("name", ["../en.atom.xml", "sub/en.atom.xml", "", ".hidden.xml"])
+@pytest.mark.parametrize(
+    "name", ["../en.atom.xml", "a/b/en.atom.xml", "/en.atom.xml", "en/../x.xml", "en/.hidden.xml", "", ".hidden.xml"]
+)
 def test_names_that_leave_the_directory_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(PermanentDeliveryError, match="plain file name"):
         DirectoryPublisher(tmp_path / "feeds").publish([FeedFile(name, b"x", "application/atom+xml")])
     assert not (tmp_path / "en.atom.xml").exists()
+
+
+def test_a_section_feed_goes_into_its_language_folder(tmp_path: Path) -> None:
+    section = FeedFile(name="en/politics.atom.xml", content=b"<feed>p</feed>\n", media_type="application/atom+xml")
+    [published] = DirectoryPublisher(tmp_path / "feeds").publish([section])
+    assert published == PublishedFeed("en/politics.atom.xml", tmp_path / "feeds" / "en" / "politics.atom.xml", True)
+    assert (tmp_path / "feeds" / "en" / "politics.atom.xml").read_bytes() == section.content
+    assert [p.changed for p in DirectoryPublisher(tmp_path / "feeds").publish([section])] == [False]
+    assert sorted(p.name for p in (tmp_path / "feeds" / "en").iterdir()) == ["politics.atom.xml"]
 
 
 def test_changed_topics_are_the_public_urls_of_changed_feeds(tmp_path: Path) -> None:
@@ -210,8 +221,8 @@ def test_each_hub_is_told_of_each_topic_with_the_publish_form(accepting_hub: Hub
         (accepting_hub.url, TOPICS[1], True, 204, None),
     ]
     assert [r["form"] for r in accepting_hub.requests] == [
-        {"hub.mode": ["publish"], "hub.url": [TOPICS[0]]},
-        {"hub.mode": ["publish"], "hub.url": [TOPICS[1]]},
+        {"hub.mode": ["publish"], "hub.url": [TOPICS[0]], "hub.topic": [TOPICS[0]]},
+        {"hub.mode": ["publish"], "hub.url": [TOPICS[1]], "hub.topic": [TOPICS[1]]},
     ]
     assert {r["content_type"] for r in accepting_hub.requests} == {"application/x-www-form-urlencoded"}
     assert {r["path"] for r in accepting_hub.requests} == {"/hub"}

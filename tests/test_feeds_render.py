@@ -17,12 +17,8 @@ from lxml import etree
 
 from publisher.config import FeedSettings, SiteSettings
 from publisher.models import Article, FeedFile, StoredArticle
-from publisher.render.feeds import (
-    EMPTY_FEED_UPDATED,
-    atom_id,
-    build_feed,
-    build_feed_files,
-)
+from publisher.render.feeds.build import build_feed, build_feed_files
+from publisher.render.feeds.model import EMPTY_FEED_UPDATED, atom_id
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 GOLDEN = Path(__file__).parent / "golden" / "feeds"
@@ -541,3 +537,21 @@ def test_golden_files(name: str) -> None:
         golden.write_bytes(content)
     assert golden.exists(), f"{golden} is missing: run UPDATE_GOLDEN=1 pytest {__file__}"
     assert content == golden.read_bytes()
+
+
+# --- subtitle -----------------------------------------------------------------------------------
+
+
+def test_atom_subtitle_never_repeats_the_title() -> None:
+    plain = atom_root(build(english())["en.atom.xml"])
+    assert plain.find(f"{ATOM}subtitle") is None  # nothing to say beyond the title: nothing said
+    same = FEEDS.model_copy(update={"subtitles": {"en": " levant today "}})
+    assert atom_root(build(english(), feeds=same)["en.atom.xml"]).find(f"{ATOM}subtitle") is None
+    told = FEEDS.model_copy(update={"subtitles": {"en": "News from the Levant, every hour"}})
+    files = build(english(), feeds=told)
+    assert atom_root(files["en.atom.xml"]).findtext(f"{ATOM}subtitle") == "News from the Levant, every hour"
+    assert feedparser.parse(files["en.rss.xml"].content).feed.subtitle == "News from the Levant, every hour"
+    assert _relax_ng().validate(atom_root(files["en.atom.xml"]))
+    # RSS requires a description: without a subtitle it is the title
+    channel = etree.fromstring(build(english())["en.rss.xml"].content).find("channel")
+    assert channel is not None and channel.findtext("description") == "Levant Today"

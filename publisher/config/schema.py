@@ -17,6 +17,8 @@ from pydantic import Field, field_validator, model_validator
 
 from publisher.config.base import Settings
 from publisher.crontab import CronSpec, CrontabError, parse_crontab
+from publisher.render.feeds.formats import DEFAULT_FORMATS, FeedFormat
+from publisher.render.feeds.formats import FORMATS as FEED_FORMATS
 
 
 class SiteSettings(Settings):
@@ -124,17 +126,36 @@ class EditionSettings(Settings):
         return value
 
 
-FeedFormat = Literal["atom", "rss"]
-ALL_FEED_FORMATS: tuple[FeedFormat, ...] = ("atom", "rss")
-
-
 class FeedSettings(Settings):
     directory: str = "var/feeds"
     base_url: Annotated[str, Field(pattern=r"^https?://")] = "http://127.0.0.1:8080/feeds"
-    formats: list[FeedFormat] = Field(default_factory=lambda: list(ALL_FEED_FORMATS), min_length=1)
+    formats: list[FeedFormat] = Field(
+        default_factory=lambda: list(DEFAULT_FORMATS),
+        min_length=1,
+        description=f"which of the registered formats to write: {', '.join(sorted(FEED_FORMATS))}",
+    )
     entries: int = Field(default=50, ge=1, le=10000)
+    sections: bool = Field(default=False, description="also one feed per language and section, listed in an OPML file")
+    subtitles: dict[str, str] = Field(
+        default_factory=dict, description="language -> the feeds' subtitle (Atom subtitle, RSS and JSON description)"
+    )
+    archive: bool = Field(
+        default=False, description="RFC 5005 archived feeds: the feed links prev-archive to immutable archive documents"
+    )
+    archive_entries: int = Field(default=50, ge=1, le=10000, description="entries per archive document")
+    measure_images: bool = Field(
+        default=False, description="HEAD each enclosure image once for its length (cached in the feeds directory)"
+    )
     websub_hubs: list[str] = Field(default_factory=list)
     timeout: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("formats")
+    @classmethod
+    def _registered(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in FEED_FORMATS:
+                raise ValueError(f"unknown feed format {name!r}; use one of {', '.join(sorted(FEED_FORMATS))}")
+        return value
 
 
 class OutboxSettings(Settings):

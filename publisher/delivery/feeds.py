@@ -49,19 +49,27 @@ class DirectoryPublisher:
         return [self._publish_one(file) for file in files]
 
     def _publish_one(self, file: FeedFile) -> PublishedFeed:
-        if not file.name or Path(file.name).name != file.name or file.name.startswith("."):
+        if not _plain_name(file.name):
             raise PermanentDeliveryError(
-                f"feed file name {file.name!r} is not a plain file name (expected e.g. 'en.atom.xml')"
+                f"feed file name {file.name!r} is not a plain file name, at most one folder deep "
+                "(expected e.g. 'en.atom.xml' or 'en/politics.atom.xml')"
             )
         path = self.directory / file.name
         if _current_bytes(path) == file.content:
             return PublishedFeed(name=file.name, path=path, changed=False)
         try:
-            _write_atomically(path, file.content)
+            path.parent.mkdir(exist_ok=True)
+            write_atomically(path, file.content)
         except OSError as exc:
             raise _write_error(path, exc) from exc
         log.info("feed %s written (%d bytes)", path, len(file.content))
         return PublishedFeed(name=file.name, path=path, changed=True)
+
+
+def _plain_name(name: str) -> bool:
+    """"en.atom.xml" or "en/politics.atom.xml": no empty, dot-led or parent parts, no absolute path."""
+    parts = name.split("/")
+    return 1 <= len(parts) <= 2 and all(part and not part.startswith(".") and "\\" not in part for part in parts)
 
 
 def _current_bytes(path: Path) -> bytes | None:
@@ -73,7 +81,7 @@ def _current_bytes(path: Path) -> bytes | None:
         return None  # unreadable: rewriting it is the remedy, and the write reports real trouble
 
 
-def _write_atomically(path: Path, content: bytes) -> None:
+def write_atomically(path: Path, content: bytes) -> None:
     """Readers see the old file or the new one, never half of it, even after a crash."""
     # a hidden temporary name, so a directory listing or a web server never offers it
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -123,7 +131,8 @@ class PingResult:
 
 
 class WebSubPinger:
-    """Tells WebSub hubs that topics (feed URLs) changed: POST hub.mode=publish, hub.url=<topic>.
+    """Tells WebSub hubs that topics (feed URLs) changed: POST hub.mode=publish, hub.url=<topic>
+    (and the same as hub.topic).
 
     Failures are returned and logged, never raised: a hub being down must not fail a publish run;
     subscribers still get the update when the hub next polls.
@@ -152,7 +161,9 @@ class WebSubPinger:
             # no redirects: a 302 would turn the POST into a GET whose 200 proves nothing
             response = session.post(
                 hub,
-                data={"hub.mode": "publish", "hub.url": topic},
+                # hub.url is PubSubHubbub 0.4's name, hub.topic what WebSub hubs such as Flask-WebSub
+                # read (WebSub leaves publishing to the hub): both, so either kind of hub understands
+                data={"hub.mode": "publish", "hub.url": topic, "hub.topic": topic},
                 timeout=self.timeout,
                 allow_redirects=False,
             )

@@ -114,16 +114,39 @@ class ArticleRepository:
         with self._engine.connect() as connection:
             return [_to_article(row) for row in connection.execute(query)]
 
-    def latest(self, language: str, limit: int) -> list[StoredArticle]:
-        """Newest first, for feeds. Ties broken by id so the order never flips between runs."""
+    def latest(self, language: str, limit: int, *, section: str | None = None) -> list[StoredArticle]:
+        """Newest first, for feeds (of a section when given). Ties broken by id so the order never
+        flips between runs."""
+        query = select(articles).where(articles.c.language == language)
+        if section is not None:
+            query = query.where(articles.c.section == section)
+        query = query.order_by(articles.c.published_at.desc(), articles.c.uid).limit(limit)
+        with self._engine.connect() as connection:
+            return [_to_article(row) for row in connection.execute(query)]
+
+    def arrived(self, language: str, *, offset: int, limit: int) -> list[StoredArticle]:
+        """Oldest first, in the order they entered the store: pages that never change once full,
+        for archived feeds (RFC 5005). A later edit of an article keeps its place."""
         query = (
             select(articles)
             .where(articles.c.language == language)
-            .order_by(articles.c.published_at.desc(), articles.c.uid)
+            .order_by(articles.c.pk)
+            .offset(offset)
             .limit(limit)
         )
         with self._engine.connect() as connection:
             return [_to_article(row) for row in connection.execute(query)]
+
+    def count_in(self, language: str) -> int:
+        query = select(func.count()).select_from(articles).where(articles.c.language == language)
+        with self._engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def sections(self, language: str) -> list[str]:
+        """The sections articles of a language were filed under, sorted; articles with none are left out."""
+        query = select(articles.c.section).where(articles.c.language == language, articles.c.section.is_not(None))
+        with self._engine.connect() as connection:
+            return sorted({str(r[0]) for r in connection.execute(query.distinct()) if r[0]})
 
     def languages(self) -> list[str]:
         with self._engine.connect() as connection:

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from publisher.config import Config
 from publisher.render.email import fill_slots
+from publisher.render.feeds.formats import feed_format
 from publisher.render.slots import Slot
 from publisher.render.templates import format_date, text_direction
 from publisher.web.context import WebContext
@@ -25,7 +26,6 @@ from publisher.web.strings import choose_language
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _HEAD_END = re.compile(r"</head\s*>", re.IGNORECASE)
-FEED_TYPES = {"atom": "application/atom+xml", "rss": "application/rss+xml"}
 
 # The digest's own HTML: its inline styles and remote images, nothing else (no scripts, no forms).
 ARCHIVE_HEADERS = {
@@ -51,11 +51,11 @@ def feed_links(
             continue
         edition = next(e for e in config.editions if e.language == language)
         title = f"{edition.title or config.site.name} — {names.get(language, language)}"
-        for fmt in config.feeds.formats:
+        for spec in map(feed_format, dict.fromkeys(config.feeds.formats)):
             links.append({
-                "type": FEED_TYPES[fmt],
-                "title": f"{title} ({'Atom' if fmt == 'atom' else 'RSS'})",
-                "url": f"{base}/{language}.{fmt}.xml",
+                "type": spec.media_type,
+                "title": f"{title} ({spec.label})",
+                "url": f"{base}/{spec.file_name(language)}",
             })
     return links
 
