@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from publisher.cli import bounces as _bounces  # noqa: F401
+from publisher.cli import deploy as _deploy  # noqa: F401
 from publisher.cli import init as _init  # noqa: F401
 from publisher.cli import operations as _operations  # noqa: F401
 from publisher.cli import run as _run  # noqa: F401  (registers commands)
