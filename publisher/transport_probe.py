@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from publisher.config import Config, OutboxSettings, SmtpSettings
+from publisher.provider_probe import ProbeFailed, probe_provider
 
 
 @dataclass
@@ -30,10 +31,11 @@ def probe_transport(config: Config) -> ProbeReport:
     if isinstance(settings, OutboxSettings):
         return probe_outbox(config.path(settings.path))
     report = ProbeReport()
-    report.fail(
-        f"mail.transport.kind {settings.kind}: check --transport talks to SMTP servers and the outbox only; "
-        f"for {settings.kind}, `publisher send-test --to YOU@...` sends one real test message through it"
-    )
+    try:
+        report.lines.extend(probe_provider(settings))
+        report.lines.append("nothing was sent")
+    except ProbeFailed as exc:
+        report.fail(str(exc))
     return report
 
 
