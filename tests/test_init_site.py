@@ -126,3 +126,42 @@ def test_feed_dates_in_utc_do_not_pretend_to_tell_the_zone() -> None:
     assert guess_zone(utc, ["ar"]).zone is None
     summer_winter = [datetime.fromisoformat("2024-07-01T09:00:00+01:00"), datetime.fromisoformat("2024-12-01T09:00:00+00:00")]
     assert guess_zone(summer_winter, ["en"]).zone == "Europe/London"
+
+
+def test_a_wordpress_site_without_feed_links_is_found_by_its_common_paths(tmp_path: Path) -> None:
+    with LoopbackHttpServer() as server:
+        home = serve_site(server, "wordpress")
+        result = publisher("init", home, cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        config = written(tmp_path)
+        assert [s["url"] for s in config["sources"]] == [server.url("/feed")]
+        text = (tmp_path / "config.yaml").read_text(encoding="utf-8")
+        assert "#   - kind: wordpress" in text.replace("  #", "#") or "# - kind: wordpress" in text
+        assert "WordPress REST API" in result.stdout and "common path /feed" in result.stdout
+        assert publisher("check", cwd=tmp_path).returncode == 0
+
+
+def test_the_address_of_a_feed_itself_is_taken_as_the_feed(tmp_path: Path) -> None:
+    with LoopbackHttpServer() as server:
+        serve_site(server)
+        result = publisher("init", server.url("/ar/atom.xml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = written(tmp_path)
+    assert [(s["url"], s["language"]) for s in config["sources"]] == [(server.url("/ar/atom.xml"), "ar")]
+    assert [e["id"] for e in config["editions"]] == ["ar"] and config["site"]["name"] == "ليفانت اليوم"
+
+
+def test_a_json_feed_is_read_with_its_language_tags_and_offsets() -> None:
+    from publisher.discovery.feed import NotAFeed, read_feed
+    from publisher.discovery.fetch import Fetched
+
+    body = (
+        '{"version": "https://jsonfeed.org/version/1.1", "title": "Levant Today", "language": "ar",'
+        ' "items": [{"id": "1", "url": "https://news.example.org/1", "tags": ["سياسة"],'
+        ' "date_published": "2024-12-02T09:00:00+03:00"}]}'
+    ).encode()
+    facts = read_feed(Fetched("https://news.example.org/feed.json", 200, "application/feed+json", body))
+    assert (facts.kind, facts.language, dict(facts.categories)) == ("json", "ar", {"سياسة": 1})
+    assert facts.dates[0].utcoffset() is not None and facts.dates[0].utcoffset().total_seconds() == 3 * 3600  # type: ignore[union-attr]
+    with pytest.raises(NotAFeed, match="not a JSON Feed"):
+        read_feed(Fetched("https://news.example.org/x.json", 200, "application/json", b'{"a": 1}'))

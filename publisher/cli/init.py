@@ -54,13 +54,7 @@ def init(url: str, directory: Path, force: bool, timezone: str | None, timeout: 
         raise SystemExit(2)
     click.echo(f"reading {url} ...")
     survey = survey_site(url, timeout=timeout)
-    if (
-        survey.reachable
-        and not survey.feeds
-        and survey.zone.zone is None
-        and timezone is None
-        and sys.stdin.isatty()
-    ):
+    if survey.zone.zone is None and timezone is None and sys.stdin.isatty():
         timezone = click.prompt(
             "The site's time zone (IANA name)", default="UTC", value_proc=lambda v: _zone(None, None, v)
         )

@@ -109,7 +109,10 @@ def _survey(survey: SiteSurvey, fetcher: Fetcher) -> None:
     survey.reachable = True
     if not looks_like_html(home.body, home.content_type):
         try:  # the address of a feed rather than of the site
-            survey.feeds.append(FoundFeed(read_feed(home), None, "", "the address given"))
+            facts = read_feed(home)
+            survey.feeds.append(
+                FoundFeed(facts, facts.language, "the feed" if facts.language else "", "the address given")
+            )
         except NotAFeed as exc:
             survey.error = f"{survey.url} is neither an HTML page nor a feed ({exc})"
     else:
