@@ -54,6 +54,8 @@ def init(url: str, directory: Path, force: bool, timezone: str | None, timeout: 
         raise SystemExit(2)
     click.echo(f"reading {url} ...")
     survey = survey_site(url, timeout=timeout)
+    if survey.error:
+        click.echo(f"could not read the site: {survey.error}", err=True)
     if survey.zone.zone is None and timezone is None and sys.stdin.isatty():
         timezone = click.prompt(
             "The site's time zone (IANA name)", default="UTC", value_proc=lambda v: _zone(None, None, v)

@@ -89,6 +89,7 @@ def survey_site(url: str, *, timeout: float = 10.0) -> SiteSurvey:
     start = normalize_url(url)
     parts = urlsplit(start)
     survey = SiteSurvey(url=start, base_url=urlunsplit((parts.scheme, parts.netloc, "/", "", "")))
+    survey.zone = ZoneGuess(None, "the site could not be read")
     fetcher = Fetcher(timeout)
     try:
         _survey(survey, fetcher)

@@ -79,7 +79,7 @@ def build_config(survey: SiteSurvey, *, timezone: str | None = None) -> InitRepo
     lines += [
         "  public_url: http://127.0.0.1:8080    # REVIEW: the https:// address of `publisher serve` in production",
         f"  secret: ${{PUBLISHER_SECRET:-{secrets.token_urlsafe(24)}}}    # REVIEW: export PUBLISHER_SECRET in production",
-        f"  unsubscribe_mailto: {q('unsubscribe@' + domain)}",
+        f"  unsubscribe_mailto: {q('unsubscribe@' + domain)}    # REVIEW: a mailbox someone reads (README)",
         "",
         "store:",
         "  url: sqlite:///var/publisher.db    # or postgresql+psycopg://user@host/db",
@@ -119,7 +119,9 @@ def build_config(survey: SiteSurvey, *, timezone: str | None = None) -> InitRepo
 
 def _note_site(survey: SiteSurvey, report: InitReport) -> None:
     if survey.error:
-        report.review.append(f"the site could not be read: {survey.error}")
+        report.review.append(
+            f"the site could not be read: {survey.error} (run init again with --force once it answers)"
+        )
     for page in survey.pages:
         bits = [f"lang={page.language}" if page.language else "no lang attribute"]
         if page.site_name:
@@ -171,7 +173,9 @@ def _sources(survey: SiteSurvey, report: InitReport) -> list[str]:
     if len(lines) == 1:
         lines[0] = "sources: []    # REVIEW: no feed found; add one (README: sources[])"
         report.review.append(
-            "sources: no feed found (no <link rel=alternate> feed and none of "
+            "sources: no feed found (the site could not be read); add the feed's URL by hand"
+            if not survey.reachable
+            else "sources: no feed found (no <link rel=alternate> feed and none of "
             "/feed, /rss.xml, /atom.xml, /feed.json, /wp-json/); add the feed's URL by hand"
         )
     return lines + [""]
@@ -198,7 +202,7 @@ def _editions(
             report.found.append(
                 f"editions.{language}.sections: {', '.join(sections)} (the feeds' categories)"
             )
-        if not feeds:
+        if not feeds and survey.languages:
             report.review.append(
                 f"editions.{language}: the site has pages in {language} but no feed for them: nothing to send yet"
             )
