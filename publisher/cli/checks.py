@@ -6,12 +6,12 @@ from __future__ import annotations
 import click
 
 from publisher.config import Config
-from publisher.template_check import check_templates
-from publisher.transport_probe import probe_transport
 
 
 def templates_step(config: Config, config_path: object) -> int:
     """Print template problems; 0 when there are none, else 2 (a config error)."""
+    from publisher.template_check import check_templates  # imports the web face: only `check` pays for it
+
     problems = check_templates(config)
     if problems:
         click.echo(f"config error ({len(problems)} template problem(s)) in {config_path}:", err=True)
@@ -24,6 +24,8 @@ def templates_step(config: Config, config_path: object) -> int:
 
 def transport_step(config: Config) -> int:
     """Connect to the transport and print what it offers; 0 when usable, else 1."""
+    from publisher.transport_probe import probe_transport
+
     report = probe_transport(config)
     click.echo(f"transport ({config.mail.transport.kind}):")
     for line in report.lines:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from publisher.cli.common import main_group
-from publisher.discovery import survey_site
-from publisher.discovery.writer import SCHEMA_FILE, InitReport, build_config
-from publisher.jsonschema import config_schema_text
+
+if TYPE_CHECKING:
+    from publisher.discovery.writer import InitReport
 
 
 def _zone(_ctx: click.Context | None, _param: click.Parameter | None, value: str | None) -> str | None:
@@ -45,6 +46,11 @@ def init(url: str, directory: Path, force: bool, timezone: str | None, timeout: 
     Exit 0 when feeds were found, 1 when the config was written but needs a source (site down, no
     feed), 2 when an existing config.yaml is in the way (use --force).
     """
+    # imported here: every other command starts without lxml and feedparser
+    from publisher.discovery import survey_site
+    from publisher.discovery.writer import SCHEMA_FILE, build_config
+    from publisher.jsonschema import config_schema_text
+
     target = directory / "config.yaml"
     if target.exists() and not force:
         click.echo(
