@@ -57,6 +57,7 @@ def test_a_bilingual_site_gives_a_config_that_checks_and_collects(tmp_path: Path
         assert "/comments/feed" not in result.stdout + (tmp_path / "site" / "config.yaml").read_text()
         assert "guessed:" in result.stdout and "+03:00" in result.stdout
         assert "review:" in result.stdout
+        assert "language fr: the site has pages in it but no feed; no edition made for it" in result.stdout
         assert (tmp_path / "site" / "config.schema.json").is_file()
 
         checked = publisher("--config", str(tmp_path / "site" / "config.yaml"), "check", cwd=tmp_path)

@@ -55,9 +55,16 @@ def build_config(survey: SiteSurvey, *, timezone: str | None = None) -> InitRepo
             f"site.timezone: set to UTC because {survey.zone.reason}; pass --timezone or edit it"
         )
     logos = survey.logos
-    languages = survey.languages or ["en"]
+    # an edition per language that has a feed; with no feed at all, one per language the pages show
+    with_feeds = [language for language in survey.languages if survey.feeds_in(language)]
+    languages = with_feeds or survey.languages or ["en"]
     if not survey.languages:
         report.guessed.append("editions: one English edition (no language found on the site)")
+    for language in survey.languages:
+        if language not in languages:
+            report.review.append(
+                f"language {language}: the site has pages in it but no feed; no edition made for it"
+            )
     lines = [
         SCHEMA_COMMENT,
         f"# Written by `publisher init {survey.url}`. Review the lines marked REVIEW.",
