@@ -191,8 +191,12 @@ class Service:
             server = server_class(create_app(live.current, store), config.web.host, config.web.port)
             server.start()
         except Exception as exc:  # the schedule matters more than the pages: keep running, loudly
-            log.error("web: cannot serve on %s:%d: %s; the scheduler keeps running without it",
-                      config.web.host, config.web.port, exc)
+            here = self.config_path.resolve().parent
+            others = [str(s["pid"]) for s in running_services(here) if s.get("pid") != os.getpid()]
+            plainly = (f" (another `publisher serve`, pid {', '.join(others)}, already runs from {here} and serves "
+                       "these pages: one per config is enough; stop this one)") if others else ""  # fmt: skip
+            log.error("web: cannot serve on %s:%d: %s%s; the scheduler keeps running without it",
+                      config.web.host, config.web.port, exc, plainly)
             return None
         return server
 

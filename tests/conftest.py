@@ -126,6 +126,7 @@ templates: {directory / 'templates'}
 """
     path = directory / "config.yaml"
     path.write_text(text, encoding="utf-8")
+    (directory / "templates").mkdir(exist_ok=True)  # `publisher check` refuses a templates: folder that is not there
     return path
 
 

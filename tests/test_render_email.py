@@ -21,7 +21,7 @@ from publisher.errors import TemplateError
 from publisher.models import Article
 from publisher.render.email import DigestRenderer
 from publisher.render.slots import Slot, fill_slots, token
-from publisher.render.templates import autoescape_for, make_environment
+from publisher.render.templates import PACKAGED_TEMPLATES, autoescape_for, make_environment
 
 GOLDEN = Path(__file__).parent / "golden" / "email"
 DAY = date(2024, 12, 2)
@@ -130,7 +130,7 @@ def test_localized_date_filter_in_arabic() -> None:
 
 def test_operator_template_wins_over_packaged(tmp_path: Path) -> None:
     (tmp_path / "email").mkdir()
-    packaged = (Path(__file__).parents[1] / "templates" / "email" / "digest.txt.j2").read_text(
+    packaged = (PACKAGED_TEMPLATES / "email" / "digest.txt.j2").read_text(
         encoding="utf-8"
     )
     (tmp_path / "email" / "digest.txt.j2").write_text("OPERATOR COPY\n" + packaged, encoding="utf-8")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -14,6 +16,7 @@ import click
 from rich.console import Console
 from rich.logging import RichHandler
 
+from publisher import __version__
 from publisher.config import Config, load_config
 from publisher.errors import ConfigError, PublisherError, StoreError
 from publisher.store import Store
@@ -24,17 +27,38 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_CONFIG = "config.yaml"
+CONFIG_ENV = "PUBLISHER_CONFIG"
 
 
-def setup_logging(verbose: bool) -> None:
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the traceback, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(verbose: bool, log_format: str = "text") -> None:
     level = logging.DEBUG if verbose else logging.INFO
-    if sys.stderr.isatty():
-        handler: logging.Handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
+    if log_format == "json":
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLogFormatter())
+        fmt = None
+    elif sys.stderr.isatty():
+        handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
         fmt = "%(message)s"
     else:
         handler = logging.StreamHandler(sys.stderr)
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    handler.setFormatter(logging.Formatter(fmt))
+    if fmt is not None:
+        handler.setFormatter(logging.Formatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -43,19 +67,41 @@ def setup_logging(verbose: bool) -> None:
 
 
 @click.group()
+@click.version_option(__version__, "--version", prog_name="publisher", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
-def main_group(verbose: bool) -> None:
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="json: one JSON object per log line (for journald or a log shipper).",
+)  # fmt: skip
+@click.option(
+    "--config", "config_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Path to config.yaml for every subcommand (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG}).",
+)  # fmt: skip
+@click.pass_context
+def main_group(ctx: click.Context, verbose: bool, log_format: str, config_path: Path | None) -> None:
     """publisher: daily email digests and Atom/RSS feeds for a news site."""
-    setup_logging(verbose)
+    ctx.obj = {"config_path": config_path}
+    setup_logging(verbose, log_format)
+
+
+def _resolve_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path:
+    """The subcommand's --config, else the one before the subcommand, else $PUBLISHER_CONFIG, else ./config.yaml."""
+    if value is not None:
+        return value
+    root = ctx.find_root().obj
+    if isinstance(root, dict) and root.get("config_path") is not None:
+        return Path(root["config_path"])
+    from_env = os.environ.get(CONFIG_ENV)
+    return Path(from_env) if from_env else Path(DEFAULT_CONFIG)
 
 
 config_option = click.option(
     "--config",
     "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
+    default=None,
+    callback=_resolve_config,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Path to config.yaml.",
+    help=f"Path to config.yaml (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG}).",
 )
 
 

@@ -10,6 +10,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from publisher.cli.checks import templates_step, transport_step
 from publisher.cli.common import (
     config_option,
     console,
@@ -86,10 +87,13 @@ def _service_lines(config_dir: Path, config: Config | None) -> list[str]:
 
 @main_group.command()
 @config_option
+@click.option("--transport", is_flag=True, help="Also connect to the mail server and report what it offers; sends nothing.")
 @handles_errors
-def check(config_path: Path) -> None:
+def check(config_path: Path, transport: bool) -> None:
     """Validate config.yaml (exit 2 with file:line and a hint if it is wrong) and print its schedule."""
     config = load_checked(config_path)
+    if code := templates_step(config, config_path):
+        raise SystemExit(code)
     click.echo(f"{config_path}: ok — {len(config.sources)} source(s), {len(config.editions)} edition(s)")
     click.echo(f"schedule (times in {config.site.timezone}):")
     for line in schedule_lines(config, datetime.now(UTC)):
@@ -98,6 +102,8 @@ def check(config_path: Path) -> None:
         if edition.id not in config.schedule.digests:
             click.echo(f"  digest:{edition.id} is not scheduled (send it with `publisher run`)")
     click.echo(policy_line(config))
+    if transport and (code := transport_step(config)):
+        raise SystemExit(code)
 
 
 @main_group.command()

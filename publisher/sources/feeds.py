@@ -9,12 +9,13 @@ from pathlib import Path
 import requests
 
 from publisher.config import FeedSourceSettings
+from publisher.discovery.page import feed_links_of
 from publisher.errors import SourceError
 from publisher.models import SourceResult, SourceState
 from publisher.sources.fetching import Download, download, is_remote, local_path, read_file
 from publisher.sources.jsonfeed import looks_like_json, parse_json_feed
 from publisher.sources.normalize import RawItem, normalize_items
-from publisher.sources.xmlfeed import FeedParseError, ParsedFeed, parse_xml_feed
+from publisher.sources.xmlfeed import FeedParseError, ParsedFeed, looks_like_html, parse_xml_feed
 
 ACCEPT = (
     "application/atom+xml, application/rss+xml, application/rdf+xml, application/feed+json;q=0.9, "
@@ -108,10 +109,12 @@ class FeedSource:
                 return parse_json_feed(fetched.body, url=fetched.url)
             return parse_xml_feed(fetched.body, url=fetched.url, charset=fetched.charset)
         except FeedParseError as exc:
+            linked = feed_links_of(fetched.body, fetched.url) if looks_like_html(fetched.body) else []
             raise SourceError(
                 self.name,
                 f"{fetched.url} is not a usable feed: {exc}; check {self._setting} in config.yaml "
-                "(it must point at the RSS, Atom or JSON feed itself)",
+                "(it must point at the RSS, Atom or JSON feed itself)"
+                + (f"; that page links to these feeds: {', '.join(linked)}" if linked else ""),
             ) from exc
 
     def _with_defaults(self, parsed: ParsedFeed) -> list[RawItem]:

@@ -1,0 +1,75 @@
+"""The DNS records a bulk sender publishes for its From domains: SPF and a starting DMARC policy.
+
+DKIM's public key record joins them once publisher signs (mail.dkim); a provider that signs for you
+shows its own DKIM records in its dashboard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+from publisher.config import Config
+
+# What each transport sends through, for the SPF include (the provider's documented mechanism).
+_SPF_INCLUDE = {
+    "sendgrid": "include:sendgrid.net",
+    "mailgun": "include:mailgun.org",
+    "postmark": "include:spf.mtasv.net",
+    "ses": "include:amazonses.com",
+}
+
+
+@dataclass(frozen=True)
+class DnsRecord:
+    name: str
+    type: str
+    value: str
+    why: str
+
+    def zone_line(self) -> str:
+        return f'{self.name}. 3600 IN {self.type} "{self.value}"'
+
+
+def from_domains(config: Config) -> list[str]:
+    domains = []
+    for edition in config.editions:
+        address = parseaddr(edition.from_address)[1]
+        if "@" in address:
+            domains.append(address.rsplit("@", 1)[1].lower())
+    return list(dict.fromkeys(domains))
+
+
+def spf_mechanism(config: Config) -> tuple[str, str]:
+    transport = config.mail.transport
+    if transport.kind in _SPF_INCLUDE:
+        return _SPF_INCLUDE[transport.kind], f"mail leaves through {transport.kind}"
+    if transport.kind == "smtp":
+        host = getattr(transport, "host", "")
+        return (
+            f"a:{host}",
+            f"mail leaves through the SMTP server {host} (use its ip4: if it has no A record of its own)",
+        )
+    return "a mx", "the outbox sends nothing; a and mx cover a server on the domain itself"
+
+
+def records(config: Config) -> list[DnsRecord]:
+    mechanism, why = spf_mechanism(config)
+    found: list[DnsRecord] = []
+    for domain in from_domains(config):
+        found.append(
+            DnsRecord(
+                domain,
+                "TXT",
+                f"v=spf1 {mechanism} ~all",
+                f"SPF: {why}; merge with an SPF record you already have (one per name)",
+            )
+        )
+        found.append(
+            DnsRecord(
+                f"_dmarc.{domain}", "TXT", f"v=DMARC1; p=none; rua=mailto:dmarc-reports@{domain}; adkim=r; aspf=r",
+                "DMARC, a starting policy: reports only; move to p=quarantine, then p=reject, once reports show "
+                "SPF or DKIM aligned for all your mail",
+            )
+        )  # fmt: skip
+    return found
