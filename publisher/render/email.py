@@ -23,6 +23,7 @@ from publisher.config import EditionSettings, SiteSettings
 from publisher.errors import TemplateError
 from publisher.models import Article, RenderedDigest
 from publisher.render.htmlmail import compile_mjml, ensure_language, render_template, skip_engine_styles
+from publisher.render.layout import ArticleView, arrange, group
 from publisher.render.slots import (
     REQUIRED_SLOTS,
     Slot,
@@ -34,7 +35,6 @@ from publisher.render.slots import (
     slots_in,
     token,
 )
-from publisher.render.layout import ArticleView, arrange, group
 from publisher.render.strings import UiStrings, load_strings
 from publisher.render.templates import absolute_url, fill, format_date, text_direction
 
