@@ -47,6 +47,7 @@ def compile_mjml(source: str, template_name: str, language: str, direction: str,
 
 _TAG_OPEN = re.compile(r"<[A-Za-z][^<>]*>")
 _ATTRIBUTE_VALUE = re.compile(r'="([^"]*)"')
+_MJ_TITLE = re.compile(r"(<mj-title>)(.*?)(</mj-title>)", re.DOTALL)
 _REMOTE_FONT = re.compile(r"@import\s+url|<link\b[^>]*\bfonts\.", re.IGNORECASE)
 
 
@@ -63,9 +64,17 @@ def protect_attributes(source: str) -> str:
         text = match.group(1)
         if text.isascii():
             return match.group(0)
-        return '="' + "".join(char if char.isascii() else f"&#x{ord(char):x};" for char in text) + '"'
+        return '="' + _references(text) + '"'
 
-    return _TAG_OPEN.sub(lambda tag: _ATTRIBUTE_VALUE.sub(value, tag.group(0)), source)
+    def title(match: re.Match[str]) -> str:  # the engine copies mj-title into the body's aria-label
+        return match.group(1) + _references(match.group(2)) + match.group(3)
+
+    protected = _TAG_OPEN.sub(lambda tag: _ATTRIBUTE_VALUE.sub(value, tag.group(0)), source)
+    return _MJ_TITLE.sub(title, protected)
+
+
+def _references(text: str) -> str:
+    return "".join(char if char.isascii() else f"&#x{ord(char):x};" for char in text)
 
 
 _HTML_TAG = re.compile(r"<html\b[^>]*>", re.IGNORECASE)
