@@ -65,7 +65,7 @@ def test_signed_copies_verify_with_the_public_key(kind: str, language: str, tmp_
     assert dkim.verify(message, dnsfunc=dns(record))
     header = message.partition(b"\r\n\r\n")[0].decode("ascii")
     covered = re.search(r"h=([^;]*);", " ".join(header.split()))
-    assert covered and REQUIRED <= {name.strip() for name in covered.group(1).split(":")}
+    assert covered and {name.strip() for name in covered.group(1).split(":")} >= REQUIRED
     # a changed subject or unsubscribe link no longer verifies
     assert not dkim.verify(message.replace(b"\r\nSubject: ", b"\r\nSubject: X", 1), dnsfunc=dns(record))
     tampered = message.replace(b"List-Unsubscribe: <https://", b"List-Unsubscribe: <http://", 1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import re
 from datetime import UTC, date, datetime
 from email.header import decode_header, make_header
