@@ -9,9 +9,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from publisher.cli import main_group
+from publisher.cli.common import open_store
 from publisher.config import load_config
 from publisher.pipeline import run_digests
-from publisher.cli.common import open_store
 from tests.conftest import write_config
 
 DAY = date(2024, 12, 2)
