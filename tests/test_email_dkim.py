@@ -70,6 +70,9 @@ def test_signed_copies_verify_with_the_public_key(kind: str, language: str, tmp_
     assert not dkim.verify(message.replace(b"\r\nSubject: ", b"\r\nSubject: X", 1), dnsfunc=dns(record))
     tampered = message.replace(b"List-Unsubscribe: <https://", b"List-Unsubscribe: <http://", 1)
     assert tampered != message and not dkim.verify(tampered, dnsfunc=dns(record))
+    head, _, body = message.partition(b"\r\n\r\n")
+    assert not dkim.verify(head + b"\r\n\r\n" + body.replace(b"=", b"-", 1), dnsfunc=dns(record))
+    assert dkim.verify(message + b"\r\n\r\n", dnsfunc=dns(record))  # trailing empty lines: simple body
 
 
 def test_no_dkim_settings_no_signer(tmp_path: Path) -> None:
