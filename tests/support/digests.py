@@ -35,7 +35,7 @@ SITE = SiteSettings(
     public_url="https://news.example.org",
     secret="test-secret-0123456789abcdef",
     unsubscribe_mailto="unsubscribe@news.example.org",
-    postal_address="Levant Today, 12 Hamra Street, Beirut, Lebanon",
+    postal_address="12 Hamra Street, Beirut, Lebanon",
 )
 EDITIONS = {
     "en": EditionSettings.model_validate(
