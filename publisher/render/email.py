@@ -61,6 +61,14 @@ def clean_line(value: str | None) -> str:
     return defuse(" ".join(_CONTROL.sub(" ", value).split()))
 
 
+def tagline(title: str, site_name: str) -> str:
+    """The edition's title without the site's name the masthead already shows:
+    "Levant Today — Morning Digest" -> "Morning Digest"; "" when nothing is left."""
+    if title.startswith(site_name):
+        return title[len(site_name) :].lstrip(" —–-:|·،")
+    return title
+
+
 def shorten(text: str, limit: int) -> str:
     """Cut at a word boundary before `limit` characters and mark the cut with an ellipsis."""
     if len(text) <= limit:
@@ -156,7 +164,8 @@ class DigestRenderer:
                 "public_url": self._site.public_url,
                 "postal_address": clean_line(self._site.postal_address),
             },
-            "edition": {"id": self._edition.id, "title": title, "language": self.language},
+            "edition": {"id": self._edition.id, "title": title, "language": self.language,
+                        "tagline": tagline(title, self.site_name)},
             "day": day,
             "date_label": self.digits(format_date(day, "full", locale=self.language)),
             "subject": self.subject(len(views), day, layout.lead.title if layout.lead else ""),
