@@ -43,6 +43,16 @@ def test_the_arabic_edition_speaks_arabic_throughout() -> None:
     assert footer.count("ليفانت اليوم") == 1  # named once, not "... من ليفانت اليوم" again
 
 
+def test_the_footer_names_the_site_once_when_the_title_repeats_it() -> None:
+    edition = ARABIC.model_copy(update={"title": "ليفانت اليوم — النشرة الصباحية"})
+    digest = DigestRenderer(make_environment(None), SITE, edition).render(heavy_articles("ar", 3), DAY, archive_url=None)
+    html = fill_slots(digest.html, ANONYMOUS, escape_html=True)
+    footer = visible_text(html[html.rindex('class="pub-rule"'):])
+    assert footer.count("ليفانت اليوم") == 1 and "النشرة الصباحية" in footer
+    masthead = visible_text(html[html.index("<h1"):html.index('class="pub-date"')])
+    assert masthead.count("ليفانت اليوم") == 1 and "النشرة الصباحية" in masthead
+
+
 def test_latin_digits_by_default_and_no_source_line_without_a_credit() -> None:
     edition = EditionSettings.model_validate({"id": "ar", "language": "ar", "from": "a@news.example.org"})
     articles = [a.__class__(**{**a.__dict__, "source_credit": None}) for a in heavy_articles("ar", 3)]
