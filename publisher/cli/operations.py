@@ -102,8 +102,26 @@ def check(config_path: Path, transport: bool) -> None:
         if edition.id not in config.schedule.digests:
             click.echo(f"  digest:{edition.id} is not scheduled (send it with `publisher run`)")
     click.echo(policy_line(config))
+    for warning in sending_warnings(config):
+        click.echo(f"warning: {warning}")
     if transport and (code := transport_step(config)):
         raise SystemExit(code)
+
+
+def sending_warnings(config: Config) -> list[str]:
+    """What receivers will hold against the digests: one-click unsubscribe over http, local domains."""
+    warnings = []
+    if not config.site.public_url.lower().startswith("https://"):
+        warnings.append(
+            f"site.public_url is {config.site.public_url}: one-click unsubscribe (RFC 8058) needs https; "
+            "Gmail and Yahoo ignore List-Unsubscribe-Post otherwise (hint: the public https address)"
+        )
+    fallback = config.site.base_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    local = fallback in {"localhost", "::1"} or fallback.startswith("127.") or fallback.replace(".", "").isdigit()
+    for key, value in (("mail.message_id_domain", config.mail.message_id_domain), ("mail.list_id", config.mail.list_id)):
+        if not value and local:
+            warnings.append(f"{key} is not set, so it falls back to {fallback} (hint: set it to your mail domain)")
+    return warnings
 
 
 @main_group.command()

@@ -157,6 +157,7 @@ def preview(config_path: Path, day_text: str | None, edition_ids: tuple[str, ...
     """Write the digest's HTML, text and a sample .eml, and print their paths. Sends nothing."""
     from publisher.models import Recipient
     from publisher.pipeline.collect import collect
+    from publisher.pipeline.digest import SelectedDigest
     from publisher.render.slots import Slot, fill_slots
 
     config = load(config_path)
@@ -172,11 +173,15 @@ def preview(config_path: Path, day_text: str | None, edition_ids: tuple[str, ...
         if not selected.articles:
             console.print(f"{edition.id}: no articles for {day}")
             continue
-        rendered = render_digest(config, None, selected)
+        # rendered afresh from the templates as they are now: a day already rendered keeps its
+        # stored render for sending (and resuming), but a preview shows what was just edited
+        fresh = SelectedDigest(edition, day, selected.articles, None)
+        rendered = render_digest(config, None, fresh)
         base = out / f"{edition.id}-{day.isoformat()}"
         html_path, text_path, eml_path = base.with_suffix(".html"), base.with_suffix(".txt"), base.with_suffix(".eml")
         public = config.site.public_url.rstrip("/")
-        sample = Recipient(0, "reader@example.org", "Reader", "<preview@localhost>",
+        # no sample name: a made-up English "Reader" would greet an Arabic reader in Latin letters
+        sample = Recipient(0, "reader@example.org", "", "<preview@localhost>",
                            f"{public}/unsubscribe/PREVIEW", f"{public}/preferences/PREVIEW")
         values = {
             Slot.UNSUBSCRIBE_URL.value: sample.unsubscribe_url,
@@ -186,7 +191,7 @@ def preview(config_path: Path, day_text: str | None, edition_ids: tuple[str, ...
         }
         html_path.write_text(fill_slots(rendered.html, values, escape_html=True), encoding="utf-8")
         text_path.write_text(fill_slots(rendered.text, values), encoding="utf-8")
-        template = message_template(config, edition, selected, None)
+        template = message_template(config, edition, fresh, None)
         eml_path.write_bytes(template.personalize(sample))
         for path in (html_path, text_path, eml_path):
             click.echo(str(path))

@@ -34,6 +34,9 @@ class SiteSettings(Settings):
         description="signs unsubscribe and confirmation tokens; write it as ${PUBLISHER_SECRET}", repr=False
     )
     unsubscribe_mailto: str | None = None
+    postal_address: str | None = Field(
+        default=None, description="the sender's postal address, shown in every digest's footer (bulk-mail law)"
+    )
     section_aliases: dict[str, list[str]] = Field(
         default_factory=dict,
         description="section -> other names sources use for it (e.g. culture: [ثقافة, arts])",
@@ -110,19 +113,25 @@ SourceSettings = Annotated[
 class EditionSettings(Settings):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     language: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")]
-    subject: str = Field(default="{site} — {date}", description="placeholders: {site}, {date}, {count}")
+    subject: str = Field(
+        default="{site} — {date}", description="placeholders: {site}, {date}, {count}, {lead} (the lead headline)"
+    )
     from_address: str = Field(alias="from")
     reply_to: str | None = None
     sections: list[str] = Field(default_factory=list, description="section order; others follow")
     max_articles: int = Field(default=10, ge=1, le=200)
     title: str | None = None  # shown in the header; defaults to the site name
+    site_name: str | None = Field(default=None, description="the site's name in this edition's language")
+    digits: Literal["latin", "arabic"] = Field(
+        default="latin", description="digits of dates and counts: latin (0-9) or arabic (Arabic-Indic ٠-٩)"
+    )
 
     @field_validator("subject")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
         for name in re.findall(r"{([^{}]*)}", value):
-            if name not in {"site", "date", "count"}:
-                raise ValueError(f"unknown placeholder {{{name}}}; use {{site}}, {{date}} or {{count}}")
+            if name not in {"site", "date", "count", "lead"}:
+                raise ValueError(f"unknown placeholder {{{name}}}; use {{site}}, {{date}}, {{count}} or {{lead}}")
         return value
 
 
@@ -233,12 +242,19 @@ class RetrySettings(Settings):
     deadline_hours: float = Field(default=12.0, gt=0, description="give up retrying after this long")
 
 
+class DkimSettings(Settings):
+    domain: Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")]
+    selector: Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")]
+    private_key_file: str = Field(description="PEM file: an Ed25519 or RSA private key (relative to config.yaml)")
+
+
 class MailSettings(Settings):
     transport: TransportSettings = Field(default_factory=lambda: OutboxSettings(kind="outbox"))
     batch_size: int = Field(default=500, ge=1, le=10000)
     rate_per_second: float | None = Field(default=None, gt=0)
     message_id_domain: str | None = None
     list_id: str | None = None
+    dkim: DkimSettings | None = Field(default=None, description="sign every digest (DKIM): domain, selector, private_key_file")
     retry: RetrySettings = Field(default_factory=RetrySettings)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import html as html_lib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -24,6 +23,7 @@ from publisher.config import EditionSettings, SiteSettings
 from publisher.errors import TemplateError
 from publisher.models import Article, RenderedDigest
 from publisher.render.htmlmail import compile_mjml, ensure_language, render_template, skip_engine_styles
+from publisher.render.layout import ArticleView, arrange, group
 from publisher.render.slots import (
     REQUIRED_SLOTS,
     Slot,
@@ -38,7 +38,7 @@ from publisher.render.slots import (
 from publisher.render.strings import UiStrings, load_strings
 from publisher.render.templates import absolute_url, fill, format_date, text_direction
 
-__all__ = ["DigestRenderer", "ensure_language", "fill_slots", "skip_engine_styles"]
+__all__ = ["ArticleView", "DigestRenderer", "ensure_language", "fill_slots", "localize_digits", "skip_engine_styles"]
 
 MJML_TEMPLATE = "email/digest.mjml.j2"
 TEXT_TEMPLATE = "email/digest.txt.j2"
@@ -46,6 +46,12 @@ SUMMARY_LIMIT = 360  # characters: a digest teases, the site tells
 PREHEADER_LIMIT = 140  # what inbox previews show at most
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+def localize_digits(text: str, digits: str) -> str:
+    """Latin digits as the edition writes them: "arabic" gives Arabic-Indic digits (٢٠٢٤)."""
+    return text.translate(_ARABIC_INDIC) if digits == "arabic" else text
 
 
 def clean_line(value: str | None) -> str:
@@ -53,6 +59,14 @@ def clean_line(value: str | None) -> str:
     if not value:
         return ""
     return defuse(" ".join(_CONTROL.sub(" ", value).split()))
+
+
+def tagline(title: str, site_name: str) -> str:
+    """The edition's title without the site's name the masthead already shows:
+    "Levant Today — Morning Digest" -> "Morning Digest"; "" when nothing is left."""
+    if title.startswith(site_name):
+        return title[len(site_name) :].lstrip(" —–-:|·،")
+    return title
 
 
 def shorten(text: str, limit: int) -> str:
@@ -69,29 +83,6 @@ def summary_of(article: Article) -> str:
     return shorten(clean_line(text), SUMMARY_LIMIT)
 
 
-@dataclass(frozen=True)
-class ArticleView:
-    """What the templates show of one article: plain text, absolute URLs."""
-
-    number: int
-    title: str
-    url: str
-    summary: str
-    section: str | None
-    author: str
-    credit: str
-    image_url: str
-    image_alt: str
-    caption: str
-
-
-@dataclass(frozen=True)
-class SectionView:
-    key: str | None
-    label: str
-    articles: list[ArticleView] = field(default_factory=list)
-
-
 class DigestRenderer:
     """Renders one edition's digest for a day; reusable across days (holds no per-day state)."""
 
@@ -100,6 +91,7 @@ class DigestRenderer:
         self._site = site
         self._edition = edition
         self.language = edition.language
+        self.site_name = clean_line(edition.site_name) or clean_line(site.name)
         self.direction = text_direction(edition.language)
         self.strings: UiStrings = load_strings(env, edition.language)
         # keep_style_tags: the @media blocks (dark mode, phones) cannot be inlined and must stay in
@@ -128,15 +120,19 @@ class DigestRenderer:
         """The MJML source before compiling (for validation with the official compiler)."""
         return self._render(MJML_TEMPLATE, self.context(articles, day, archive_url=archive_url))
 
-    def subject(self, count: int, day: date) -> str:
-        """edition.subject with {site}, {date} (localized) and {count}, on one line."""
+    def subject(self, count: int, day: date, lead: str = "") -> str:
+        """edition.subject with {site}, {date} (localized), {count} and {lead}, on one line."""
         return clean_line(
             self._edition.subject.format(
-                site=self._site.name,
-                date=format_date(day, "long", locale=self.language),
-                count=count,
+                site=self.site_name,
+                date=self.digits(format_date(day, "long", locale=self.language)),
+                count=self.digits(str(count)),
+                lead=lead,
             )
         )
+
+    def digits(self, text: str) -> str:
+        return localize_digits(text, self._edition.digits)
 
     def compile(self, mjml_source: str) -> str:
         """MJML -> HTML -> CSS inlined, with lang and dir checked on <html> and the body wrapper."""
@@ -146,14 +142,14 @@ class DigestRenderer:
         """Everything the email templates can use (documented in templates/email/README.md)."""
         base = self._site.base_url
         views = [self._view(number, article) for number, article in enumerate(articles, start=1)]
-        sections: list[SectionView] = []
-        for view in views:
-            if not sections or sections[-1].key != view.section:
-                # articles without a section lead the digest unlabeled, or follow as "More news"
-                label = self.strings.section(view.section) if view.section or sections else ""
-                sections.append(SectionView(key=view.section, label=label))
-            sections[-1].articles.append(view)
-        title = clean_line(self._edition.title) or clean_line(self._site.name)
+
+        def label(key: str | None, first: bool) -> str:
+            # articles without a section lead the digest unlabeled, or follow as "More news"
+            return self.strings.section(key) if key or not first else ""
+
+        sections = group(views, label)
+        layout = arrange(views, lambda key, first: self.strings.section(key) if key else "")
+        title = clean_line(self._edition.title) or self.site_name
         rtl = self.direction == "rtl"
         return {
             "lang": self.language,
@@ -162,18 +158,23 @@ class DigestRenderer:
             "opposite": "left" if rtl else "right",
             "arrow": "←" if rtl else "→",
             "site": {
-                "name": clean_line(self._site.name),
+                "name": self.site_name,
                 "url": absolute_url(base, base),
                 "logo_url": absolute_url(self._site.logo_url, base),
                 "public_url": self._site.public_url,
+                "postal_address": clean_line(self._site.postal_address),
             },
-            "edition": {"id": self._edition.id, "title": title, "language": self.language},
+            "edition": {"id": self._edition.id, "title": title, "language": self.language,
+                        "tagline": tagline(title, self.site_name)},
             "day": day,
-            "date_label": format_date(day, "full", locale=self.language),
-            "subject": self.subject(len(views), day),
-            "preheader": self.preheader(views),
+            "date_label": self.digits(format_date(day, "full", locale=self.language)),
+            "subject": self.subject(len(views), day, layout.lead.title if layout.lead else ""),
+            "preheader": self.preheader(([layout.lead] if layout.lead else []) + [v for v in views if v is not layout.lead]),
             "articles": views,
             "sections": sections,
+            "lead": layout.lead,
+            "secondary": layout.secondary,
+            "more": layout.more,
             "count": len(views),
             "archive_url": defuse_url(absolute_url(archive_url, self._site.public_url))
             if archive_url
@@ -193,17 +194,21 @@ class DigestRenderer:
         base = self._site.base_url
         title = clean_line(article.title)
         author = clean_line(article.author)
+        section = clean_line(article.section) or None
         return ArticleView(
             number=number,
             title=title,
             url=defuse_url(absolute_url(article.url, base) or absolute_url(base, base)),
             summary=summary_of(article),
-            section=clean_line(article.section) or None,
+            section=section,
             author=fill(self.strings["by"], author=author) if author else "",
-            credit=clean_line(article.source_credit) or clean_line(article.source_name),
+            credit=clean_line(article.source_credit),
             image_url=defuse_url(absolute_url(article.image_url, base)),
             image_alt=clean_line(article.image_alt) or clean_line(article.image_caption) or title,
             caption=clean_line(article.image_caption),
+            # sources may mark the day's most important story; Article grows the field there
+            featured=bool(getattr(article, "featured", False)),
+            section_label=self.strings.section(section) if section else "",
         )
 
     def _render(self, name: str, context: dict[str, Any]) -> str:

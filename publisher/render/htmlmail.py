@@ -31,11 +31,50 @@ def render_template(env: jinja2.Environment, name: str, context: dict[str, Any])
 
 def compile_mjml(source: str, template_name: str, language: str, direction: str, inliner: css_inline.CSSInliner) -> str:
     try:
-        compiled = mjml2html(source)
+        compiled = mjml2html(protect_attributes(source))
     except Exception as exc:  # the Rust binding raises plain exceptions for bad MJML
         raise TemplateError(f"{template_name} is not valid MJML: {exc} (hint: check the tags)") from exc
+    if _REMOTE_FONT.search(compiled):
+        raise TemplateError(
+            f"{template_name} makes the engine import a web font (hint: a font-family names one of MJML's "
+            "default web fonts, such as Roboto or Ubuntu; remote fonts track readers and Gmail strips them)"
+        )
     compiled = ensure_language(compiled, language, direction)
+    # css-inline parses the document, so the numeric references written by protect_attributes come
+    # out as the characters themselves
     return str(inliner.inline(skip_engine_styles(compiled)))
+
+
+_TAG_OPEN = re.compile(r"<[A-Za-z][^<>]*>")
+_ATTRIBUTE_VALUE = re.compile(r'="([^"]*)"')
+_MJ_TITLE = re.compile(r"(<mj-title>)(.*?)(</mj-title>)", re.DOTALL)
+_REMOTE_FONT = re.compile(r"@import\s+url|<link\b[^>]*\bfonts\.", re.IGNORECASE)
+
+
+def protect_attributes(source: str) -> str:
+    """Every non-ASCII character of an attribute value written as a numeric character reference.
+
+    mrml (the Rust engine behind mjml-python 1.4) writes combining marks and format characters of
+    attribute values in Rust's debug form: alt="حب\\u{651}ات" for "حبّات", Cafe\\u{301}, \\u{200f}.
+    It passes character references through untouched, so written as &#x651; they survive, in every
+    attribute (alt, title, aria-label) of the MJML tags and of the HTML inside mj-text alike.
+    """
+
+    def value(match: re.Match[str]) -> str:
+        text = match.group(1)
+        if text.isascii():
+            return match.group(0)
+        return '="' + _references(text) + '"'
+
+    def title(match: re.Match[str]) -> str:  # the engine copies mj-title into the body's aria-label
+        return match.group(1) + _references(match.group(2)) + match.group(3)
+
+    protected = _TAG_OPEN.sub(lambda tag: _ATTRIBUTE_VALUE.sub(value, tag.group(0)), source)
+    return _MJ_TITLE.sub(title, protected)
+
+
+def _references(text: str) -> str:
+    return "".join(char if char.isascii() else f"&#x{ord(char):x};" for char in text)
 
 
 _HTML_TAG = re.compile(r"<html\b[^>]*>", re.IGNORECASE)

@@ -16,15 +16,16 @@ import binascii
 import hashlib
 import html
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from publisher.models import Recipient, RenderedDigest
 from publisher.render.slots import SLOT_PATTERN, Slot, conditional_keys, resolve_conditionals
+from publisher.render.transfer import BASE64, CRLF, Base64Body, choose_encoding, encode_qp_piece, qp
 
-CRLF = b"\r\n"
-SOFT_BREAK = b"=\r\n"
-QP_LINE = 76  # RFC 2045: encoded lines at most 76 characters, CRLF excluded
+__all__ = ["MessageTemplate", "encode_qp_piece", "qp_pieces"]
+
 _WORD_BYTES = 45  # raw bytes per RFC 2047 encoded word: 60 base64 chars, 72 with =?utf-8?b?...?=
 
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
@@ -37,6 +38,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # A hole in the message: a header value or a slot value in one of the two parts.
 _TO, _MESSAGE_ID_HOLE, _LIST_UNSUBSCRIBE = "to", "message-id", "list-unsubscribe"
 _Hole = tuple[str, bool]  # (slot key or header name, in the HTML part)
+_Piece = bytes | _Hole | Base64Body  # a base64 body is filled whole
 
 
 class MessageTemplate:
@@ -51,6 +53,8 @@ class MessageTemplate:
         tail: bytes,
         middle: bytes,
         mailto: str | None,
+        encodings: tuple[str, str] = ("quoted-printable", "quoted-printable"),
+        signer: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self._head = head
         self._text = text
@@ -58,8 +62,10 @@ class MessageTemplate:
         self._middle = middle
         self._tail = tail
         self._mailto = mailto
+        self.encodings = encodings  # (text part, HTML part)
+        self._signer = signer
         self._conditions = sorted(conditional_keys(text) | conditional_keys(html_body))
-        self._variants: dict[frozenset[str], tuple[list[bytes], list[tuple[int, _Hole]]]] = {}
+        self._variants: dict[frozenset[str], tuple[list[bytes], list[tuple[int, _Hole | Base64Body]]]] = {}
 
     @classmethod
     def build(
@@ -71,6 +77,7 @@ class MessageTemplate:
         list_id: str,
         list_unsubscribe_mailto: str | None,
         date: datetime | None = None,
+        signer: Callable[[bytes], bytes] | None = None,
     ) -> MessageTemplate:
         """Encode what every copy shares. Raises ValueError for an unusable address or header value."""
         when = date or datetime.now(UTC)
@@ -80,6 +87,8 @@ class MessageTemplate:
         if not _LANGUAGE.fullmatch(language):
             raise ValueError(f"not a language tag: {language!r}")
         mailto = _mailto(list_unsubscribe_mailto) if list_unsubscribe_mailto else None
+        # by size, on the body as most recipients get it (every conditional block present)
+        encodings = (choose_encoding(_typical(digest.text)), choose_encoding(_typical(digest.html)))
         boundary = "=_pub_" + hashlib.sha256((digest.html + digest.text).encode("utf-8")).hexdigest()[:32]
         head: list[bytes | _Hole] = [
             b"From: " + mailbox(sender) + CRLF + b"To: ",
@@ -100,12 +109,19 @@ class MessageTemplate:
             b"MIME-Version: 1.0" + CRLF,
             b"Content-Language: " + language.encode("ascii") + CRLF,
             f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode("ascii"),
-            _part_head(boundary, "text/plain"),
+            _part_head(boundary, "text/plain", encodings[0]),
         ]
-        middle = CRLF + _part_head(boundary, "text/html")
+        middle = CRLF + _part_head(boundary, "text/html", encodings[1])
         tail = CRLF + f"--{boundary}--".encode("ascii") + CRLF
         return cls(
-            head=head, text=digest.text, html_body=digest.html, middle=middle, tail=tail, mailto=mailto
+            head=head,
+            text=digest.text,
+            html_body=digest.html,
+            middle=middle,
+            tail=tail,
+            mailto=mailto,
+            encodings=encodings,
+            signer=signer,
         )
 
     def personalize(self, recipient: Recipient) -> bytes:
@@ -125,6 +141,15 @@ class MessageTemplate:
         filled = parts.copy()
         encoded: dict[_Hole, bytes] = {}
         for index, hole in holes:
+            if isinstance(hole, Base64Body):
+                filled[index] = hole.fill(
+                    {
+                        key: (html.escape(value, quote=True) if hole.in_html else value).encode("utf-8")
+                        for key, value in values.items()
+                    }
+                )
+                continue
+            assert isinstance(hole, tuple)
             piece = encoded.get(hole)
             if piece is None:
                 key, in_html = hole
@@ -141,23 +166,24 @@ class MessageTemplate:
                     piece = encode_qp_piece(html.escape(value, quote=True) if in_html else value)
                 encoded[hole] = piece
             filled[index] = piece
-        return b"".join(filled)
+        message = b"".join(filled)
+        return self._signer(message) if self._signer else message
 
     # --- inside -------------------------------------------------------------------------------
 
-    def _variant(self, present: frozenset[str]) -> tuple[list[bytes], list[tuple[int, _Hole]]]:
+    def _variant(self, present: frozenset[str]) -> tuple[list[bytes], list[tuple[int, _Hole | Base64Body]]]:
         """The flattened message for one combination of conditional blocks (built once, cached)."""
         cached = self._variants.get(present)
         if cached is not None:
             return cached
         flags = {key: key in present for key in self._conditions}
-        pieces: list[bytes | _Hole] = list(self._head)
-        pieces += qp_pieces(resolve_conditionals(self._text, flags), in_html=False)
+        pieces: list[_Piece] = list(self._head)
+        pieces += _body_pieces(resolve_conditionals(self._text, flags), in_html=False, encoding=self.encodings[0])
         pieces.append(self._middle)
-        pieces += qp_pieces(resolve_conditionals(self._html, flags), in_html=True)
+        pieces += _body_pieces(resolve_conditionals(self._html, flags), in_html=True, encoding=self.encodings[1])
         pieces.append(self._tail)
         parts: list[bytes] = []
-        holes: list[tuple[int, _Hole]] = []
+        holes: list[tuple[int, _Hole | Base64Body]] = []
         for piece in _merge_static(pieces):
             if isinstance(piece, bytes):
                 parts.append(piece)
@@ -168,9 +194,19 @@ class MessageTemplate:
         return parts, holes
 
 
-def _merge_static(pieces: list[bytes | _Hole]) -> list[bytes | _Hole]:
+def _typical(body: str) -> str:
+    return resolve_conditionals(body, dict.fromkeys(conditional_keys(body), True))
+
+
+def _body_pieces(body: str, *, in_html: bool, encoding: str) -> list[_Piece]:
+    if encoding == BASE64:
+        return [Base64Body(body, in_html=in_html)]
+    return list(qp_pieces(body, in_html=in_html))
+
+
+def _merge_static(pieces: list[_Piece]) -> list[_Piece]:
     """Join neighbouring static byte strings: fewer pieces, faster joins."""
-    merged: list[bytes | _Hole] = []
+    merged: list[_Piece] = []
     for piece in pieces:
         if isinstance(piece, bytes) and merged and isinstance(merged[-1], bytes):
             merged[-1] = merged[-1] + piece
@@ -179,14 +215,11 @@ def _merge_static(pieces: list[bytes | _Hole]) -> list[bytes | _Hole]:
     return merged
 
 
-def _part_head(boundary: str, media_type: str) -> bytes:
+def _part_head(boundary: str, media_type: str, encoding: str) -> bytes:
     return (
         f'--{boundary}\r\nContent-Type: {media_type}; charset="utf-8"\r\n'
-        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
     ).encode("ascii")
-
-
-# --- quoted-printable -----------------------------------------------------------------------------
 
 
 def qp_pieces(body: str, *, in_html: bool) -> list[bytes | _Hole]:
@@ -200,31 +233,8 @@ def qp_pieces(body: str, *, in_html: bool) -> list[bytes | _Hole]:
             pieces.append((chunk, in_html))
         elif chunk:
             last = position == len(chunks) - 1
-            pieces.append(_qp(chunk) if last else encode_qp_piece(chunk))
+            pieces.append(qp(chunk) if last else encode_qp_piece(chunk))
     return pieces
-
-
-def _qp(text: str) -> bytes:
-    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", CRLF)
-
-
-def encode_qp_piece(text: str) -> bytes:
-    """Quoted-printable for a piece followed by more text: it ends at column 0 (soft break added)."""
-    if not text:
-        return b""
-    encoded = _qp(text)
-    if encoded.endswith(CRLF):
-        return encoded
-    start = encoded.rfind(b"\n") + 1
-    last = encoded[start:]
-    if len(last) < QP_LINE:
-        return encoded + SOFT_BREAK
-    cut = QP_LINE - 1
-    if last[cut - 1 : cut] == b"=":  # never split an =XX escape
-        cut -= 1
-    elif last[cut - 2 : cut - 1] == b"=":
-        cut -= 2
-    return encoded[:start] + last[:cut] + SOFT_BREAK + last[cut:] + SOFT_BREAK
 
 
 # --- headers ----------------------------------------------------------------------------------------
