@@ -62,6 +62,39 @@ class LedgerWriter:
         )
         self._connection.commit()
 
+    def retry_at(self, delivery_id: int, error: str, when: datetime, *, count_attempt: bool = True) -> None:
+        """Still pending, due again at `when`; count_attempt=False when the refusal was not about this row."""
+        values: dict[str, Any] = {"last_error": error[:2000], "next_attempt_at": when}
+        if count_attempt:
+            values["attempts"] = deliveries.c.attempts + 1
+        self._update(delivery_id, values)
+
+    def failed(self, delivery_id: int, error: str, *, count_attempt: bool = True) -> None:
+        values: dict[str, Any] = {"status": DeliveryStatus.FAILED.value, "last_error": error[:2000]}
+        if count_attempt:
+            values["attempts"] = deliveries.c.attempts + 1
+        self._update(delivery_id, values)
+
+    def skipped(self, delivery_id: int, reason: str) -> None:
+        self._update(delivery_id, {"status": DeliveryStatus.SKIPPED.value, "last_error": reason[:2000]})
+
+    def _update(self, delivery_id: int, values: dict[str, Any]) -> None:
+        self._connection.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.PENDING.value)
+            .values(updated_at=datetime.now(UTC), **values)
+        )
+        self._connection.commit()
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The pending rows of a digest: how many, when the first is due, and the commonest reasons."""
+
+    count: int
+    next_attempt_at: datetime | None  # None: due now (never tried, or stopped)
+    reasons: tuple[tuple[str, int], ...]  # (last error, rows), most rows first
+
 
 class DeliveryLedger:
     def __init__(self, engine: Engine) -> None:
@@ -191,6 +224,25 @@ class DeliveryLedger:
         with self._engine.connect() as connection:
             found = {row[0]: int(row[1]) for row in connection.execute(query)}
         return {status.value: found.get(status.value, 0) for status in DeliveryStatus}
+
+    def waiting(self, digest_id: int, *, top: int = 3) -> Waiting:
+        pending = and_(deliveries.c.digest_id == digest_id, deliveries.c.status == DeliveryStatus.PENDING.value)
+        with self._engine.connect() as connection:
+            count, first = connection.execute(
+                select(func.count(), func.min(deliveries.c.next_attempt_at)).where(pending)
+            ).one()
+            reasons = connection.execute(
+                select(deliveries.c.last_error, func.count().label("rows"))
+                .where(pending)
+                .group_by(deliveries.c.last_error)
+                .order_by(func.count().desc())
+                .limit(top)
+            ).all()
+        if first is not None and first.tzinfo is None:  # SQLite gives naive UTC back
+            first = first.replace(tzinfo=UTC)
+        return Waiting(
+            int(count or 0), first, tuple((r.last_error or "not attempted yet", int(r.rows)) for r in reasons)
+        )
 
     def expire_pending(self, digest_id: int, reason: str) -> int:
         """Past the retry deadline: what is still pending becomes failed, with the reason kept."""
