@@ -117,7 +117,7 @@ class DeliveryLedger:
             subscribers.c.status == SubscriberStatus.ACTIVE.value,
             subscribers.c.paused.is_(False),
             ~already,
-        )
+        ).order_by(subscribers.c.id)  # ledger ids follow subscriber ids: the send goes in list order
         statement = deliveries.insert().from_select(
             ["digest_id", "subscriber_id", "status", "attempts", "updated_at"], chosen
         )
