@@ -68,7 +68,7 @@ _BASIC_CODE = re.compile(r"^\s*([245]\d\d)\b")
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _RELAY = re.compile(
     r"relay(ing)? (access )?(denied|not (permitted|allowed)|prohibited)|not (permitted|allowed) to relay|"
-    r"(unable|cannot|can't) relay|we do not relay|relay not permitted",
+    r"(unable|cannot|can't) (to )?relay|we do not relay|relay not permitted|allowed rcpthosts",
     re.IGNORECASE,
 )
 _AUTH = re.compile(
