@@ -188,7 +188,9 @@ class SendEngine:
                           digest.edition, digest.day, expired)
                 outcome.failed += expired
                 pending = 0
-        if pending == 0 and not outcome.interrupted:
+        # a stop that came after the last row left nothing undone: the digest is complete
+        outcome.interrupted = outcome.interrupted and pending > 0
+        if pending == 0:
             self.store.digests.set_status(digest.id, DigestStatus.DONE, finished_at=datetime.now(UTC))
         outcome.deferred = pending
         if pending:
