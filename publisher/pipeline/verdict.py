@@ -5,7 +5,8 @@ asks `decide` once per result and writes what it says; nothing else decides an o
 
 A permanent refusal is classified once, by whom it is about:
 
-- the recipient (RFC 3463 5.1.x / 5.2.1, "user unknown", or a 5xx reply naming the address): that
+- the recipient (RFC 3463 5.1.x / 5.2.1, "user unknown", or a permanent refusal naming the address,
+  as Postmark's per-recipient 300/406 do): that
   subscriber bounces and the send goes on, however many such refusals come in a row;
 - us (relay denied, authentication required or refused, the sender refused at MAIL FROM): the send
   stops at once, the row stays pending, nobody is failed, and the hint names what to check;
@@ -107,7 +108,7 @@ def classify(result: SendResult, recipient: str) -> tuple[Refusal, str]:
         return Refusal.LOCAL, ""
     if address_failure("", error) is ReportVerdict.BOUNCE and (code is None or code >= 500):
         return Refusal.RECIPIENT, ""
-    if code is not None and code >= 500 and not any(s == 7 for s, _ in enhanced) and _names(error, recipient):
+    if (code is None or code >= 500) and not any(s == 7 for s, _ in enhanced) and _names(error, recipient):
         return Refusal.RECIPIENT, ""
     return Refusal.OTHER, ""
 
