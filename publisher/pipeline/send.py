@@ -299,7 +299,7 @@ class _Run:
             self._write(row, decision)
             return
         trips = self.engine.breaker.observe(decision, row.email)
-        if decision.action is Action.SENT:
+        if decision.action is Action.SENT and self.streak:
             self.settle_streak(Action.FAILED)
         if decision.action is Action.STOP:
             self._stop(f"{decision.reason}; stopped, nobody marked failed (hint: {decision.hint})")
@@ -316,9 +316,11 @@ class _Run:
 
     def settle_streak(self, action: Action) -> None:
         """Write the held-back refusals: as failed (the streak broke) or as deferred (it was about us)."""
-        held, self.streak = self.streak, []
         if action is Action.FAILED:
             self.engine.breaker.reset()
+        if not self.streak:
+            return
+        held, self.streak = self.streak, []
         retry_at = datetime.now(UTC) + self.engine.policy.backoff(1)
         for row, decision in held:
             if action is Action.RETRY:
