@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from publisher.models import DeliveryStatus, SubscriberStatus
@@ -101,11 +103,12 @@ class DeliveryLedger:
         self._engine = engine
 
     def enqueue(self, digest_id: int, language: str, *, now: datetime | None = None) -> int:
-        """Add a pending row for every active, unpaused subscriber of the language (in SQL: flat memory)."""
+        """Add a pending row for every active, unpaused subscriber of the language (in SQL: flat memory).
+
+        Idempotent and safe against a second process filling the same digest: rows that exist are
+        left alone by INSERT ... ON CONFLICT DO NOTHING on the (digest, subscriber) key.
+        """
         now = now or datetime.now(UTC)
-        already = exists().where(
-            and_(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id == subscribers.c.id)
-        )
         chosen = select(
             literal(digest_id),
             subscribers.c.id,
@@ -116,16 +119,27 @@ class DeliveryLedger:
             subscribers.c.language == language,
             subscribers.c.status == SubscriberStatus.ACTIVE.value,
             subscribers.c.paused.is_(False),
-            ~already,
         ).order_by(subscribers.c.id)  # ledger ids follow subscriber ids: the send goes in list order
-        statement = deliveries.insert().from_select(
-            ["digest_id", "subscriber_id", "status", "attempts", "updated_at"], chosen
-        )
+        columns = ["digest_id", "subscriber_id", "status", "attempts", "updated_at"]
+        statement: Any
+        dialect = self._engine.dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+            statement = insert(deliveries).from_select(columns, chosen).on_conflict_do_nothing(
+                index_elements=["digest_id", "subscriber_id"]
+            )
+        else:  # another database: skip the rows that exist with an anti-join
+            already = exists().where(
+                and_(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id == subscribers.c.id)
+            )
+            statement = deliveries.insert().from_select(columns, chosen.where(~already))
         count = select(func.count()).select_from(deliveries).where(deliveries.c.digest_id == digest_id)
         with self._engine.begin() as connection:
-            # rowcount of INSERT ... SELECT is not reported by every driver: count instead
             before = connection.execute(count).scalar_one()
-            connection.execute(statement)
+            inserted = connection.execute(statement.execution_options(preserve_rowcount=True)).rowcount
+            if inserted is not None and inserted >= 0:
+                return int(inserted)  # exact even when another process filled some rows meanwhile
+            # a driver that does not report rowcount for INSERT ... SELECT: count instead
             return int(connection.execute(count).scalar_one() - before)
 
     def due(
