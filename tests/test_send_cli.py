@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -62,6 +63,19 @@ def test_a_deferred_delivery_exits_75_with_a_warning_and_the_next_attempt(tmp_pa
     assert re.search(r"Next attempt due at 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in (1\d\d s|2 min)\)", out), out
     assert " WARNING " in result.stderr and "not done yet" in result.stderr
     assert set(seen.counts) == {"a@one.example.org", "c@three.example.org"}
+
+
+def test_a_mail_server_that_cannot_be_reached_exits_1_and_says_what_waits(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    world(tmp_path, port, ["a@one.example.org", "b@two.example.org"])
+    result = run(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "en: 2 of 2 deliveries not done yet, deferred because: cannot connect to SMTP server" in out
+    assert "check mail.transport.host" in out and "Next attempt due now" in out
+    assert " WARNING " in result.stderr
 
 
 def test_an_all_done_run_exits_0_and_a_rerun_sends_nothing(tmp_path: Path) -> None:

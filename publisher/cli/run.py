@@ -163,7 +163,7 @@ def deferred_lines(summary: RunSummary) -> list[str]:
         s = e.send
         if s is None or not s.deferred:
             continue
-        why = "; ".join(f"{reason} ({count})" for reason, count in s.deferred_reasons) or "unknown"
+        why = s.error or "; ".join(f"{reason} ({count})" for reason, count in s.deferred_reasons) or "unknown"
         due = s.next_attempt_at
         when = ("due now" if due is None or due <= now else
                 f"due at {due.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC (in {_duration(due - now)})")
@@ -219,11 +219,13 @@ def run(config_path: Path, day_text: str | None, dry_run: bool) -> None:
     print_summary(summary)
     code = exit_code(summary)
     if code == EXIT_SIGNAL:
-        left = [e.edition for e in summary.editions if e.interrupted] or [e.id for e in config.editions]
-        console.print(Text(f"stopped by a signal; left undone: {', '.join(left)}"
-                           f"{'' if summary.feeds else ', feeds'}: run the same command again to finish"),
+        left = [e.edition for e in summary.editions if e.interrupted] if summary.editions else [e.id for e in config.editions]
+        if summary.feeds is None and not dry_run:
+            left.append("feeds")
+        what = ", ".join(left) or "nothing (the signal came after the last step)"
+        console.print(Text(f"stopped by a signal; left undone: {what}: run the same command again to finish"),
                       highlight=False, soft_wrap=True)
-        log.warning("run stopped by a signal; left undone: %s", ", ".join(left))
+        log.warning("run stopped by a signal; left undone: %s", what)
     raise SystemExit(code)
 
 
