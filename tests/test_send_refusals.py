@@ -28,13 +28,14 @@ def address_list(total: int, dead: range, *, dead_domain: str = "old-provider.te
     return emails, dead_set
 
 
-def send_once(tmp_path: Path, store_url: str, emails: list[str], replies: dict[str, str | Scripted]
-              ) -> tuple[Store, Recipients, object]:
+def send_once(tmp_path: Path, store_url: str, emails: list[str], replies: dict[str, str | Scripted],
+              *, add: bool = True) -> tuple[Store, Recipients, object]:
     seen = Recipients()
     with RecordingSmtpServer(replies=replies, keep_messages=False, on_message=seen) as server:
         config = make_config(tmp_path, store_url, server.port)
         store = collected(config)
-        add_subscribers(store, emails)
+        if add:
+            add_subscribers(store, emails)
         with SmtpTransport(config.mail.transport) as transport:  # type: ignore[arg-type]
             [outcome] = run_digests(config, store, DAY, editions=["en"], transport=transport)
     return store, seen, outcome
@@ -171,5 +172,33 @@ def test_a_retry_that_fails_again_with_nothing_else_to_send_waits_for_the_next_r
         assert send is not None and (send.sent, send.failed, send.deferred) == (39, 0, 1)
         assert send.deferred_reasons[0][0].startswith("451 4.3.0 try again later")
         assert busy not in seen.counts
+    finally:
+        store.close()
+
+
+def test_past_the_retry_deadline_each_delivery_failed_is_named_with_its_last_reason(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from publisher.store.schema import digests
+
+    emails, _ = address_list(5, range(0))
+    busy = emails[2]
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store, seen, first = send_once(tmp_path, url, emails, {busy: "451 4.2.2 mailbox full"})
+    try:
+        assert first.send is not None and first.send.deferred == 1  # type: ignore[attr-defined]
+        record = store.digests.find("en", DAY)
+        assert record is not None
+        with store.engine.begin() as connection:
+            connection.execute(digests.update().where(digests.c.id == record.id)
+                               .values(started_at=datetime.now(UTC) - timedelta(hours=13)))
+    finally:
+        store.close()
+    store, seen, later = send_once(tmp_path, url, emails, {busy: "451 4.2.2 mailbox full"}, add=False)
+    try:
+        send = later.send  # type: ignore[attr-defined]
+        assert send is not None and (send.failed, send.deferred) == (1, 0)
+        [(email, reason)] = send.failures
+        assert email == busy and "retry deadline passed" in reason and "451 4.2.2 mailbox full" in reason
     finally:
         store.close()

@@ -183,6 +183,7 @@ class SendEngine:
             current = self.store.digests.get(digest.id)
             started = current.started_at if current and current.started_at else datetime.now(UTC)
             if datetime.now(UTC) > started + timedelta(hours=self.mail.retry.deadline_hours):
+                self._name_expired(digest, outcome)
                 expired = self.store.deliveries.expire_pending(digest.id, "retry deadline passed")
                 log.error("digest %s %s: %d deliveries failed: retry deadline passed (mail.retry.deadline_hours)",
                           digest.edition, digest.day, expired)
@@ -196,6 +197,18 @@ class SendEngine:
         if pending:
             waiting = self.store.deliveries.waiting(digest.id)
             outcome.next_attempt_at, outcome.deferred_reasons = waiting.next_attempt_at, waiting.reasons
+
+
+    def _name_expired(self, digest: DigestRecord, outcome: SendOutcome) -> None:
+        """Every delivery about to fail for the deadline, by address and last reason (in the log)."""
+        last_id, forever = 0, datetime.max.replace(tzinfo=UTC)
+        while rows := self.store.deliveries.due(digest.id, after_id=last_id, limit=self.mail.batch_size, now=forever):
+            last_id = rows[-1].id
+            for row in rows:
+                reason = f"retry deadline passed (mail.retry.deadline_hours); last: {row.last_error or 'never tried'}"
+                log.warning("delivery %d to %s failed: %s", row.id, row.email, reason)
+                if len(outcome.failures) < SHOWN_FAILURES:
+                    outcome.failures.append((row.email, reason))
 
 
 class _Run:

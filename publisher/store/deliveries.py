@@ -32,6 +32,7 @@ class PendingDelivery:
     paused: bool
     attempts: int
     sections: tuple[str, ...] = ()  # the subscriber's chosen sections; empty: all
+    last_error: str | None = None  # why the last attempt did not go through
 
 
 _SENT = (
@@ -152,6 +153,7 @@ class DeliveryLedger:
                 deliveries.c.id,
                 deliveries.c.subscriber_id,
                 deliveries.c.attempts,
+                deliveries.c.last_error,
                 subscribers.c.email,
                 subscribers.c.name,
                 subscribers.c.status,
@@ -179,6 +181,7 @@ class DeliveryLedger:
                     paused=bool(r.paused),
                     attempts=r.attempts,
                     sections=tuple(x for x in (r.sections or "").split(",") if x),
+                    last_error=r.last_error,
                 )
                 for r in connection.execute(query)
             ]
