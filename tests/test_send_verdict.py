@@ -54,6 +54,7 @@ def test_a_refusal_about_us_stops_the_send_without_spending_an_attempt(error: st
     "550 5.7.1 Message rejected as spam",
     "554 5.7.26 This mail is unauthenticated, which poses a security risk",
     "552 5.3.4 Message size exceeds fixed limit",
+    "554 <reader@example.org>: Recipient address rejected: blocked by policy",
     "554 Transaction failed",
 ])
 def test_a_policy_or_content_refusal_fails_the_delivery_only(error: str) -> None:

@@ -113,8 +113,14 @@ def classify(result: SendResult, recipient: str) -> tuple[Refusal, str]:
     return Refusal.OTHER, ""
 
 
+# words that make a refusal naming the address about something else than the mailbox's existence
+_NOT_THE_MAILBOX = re.compile(r"polic|spam|block|reputation|content|rate|limit|quota|full|size|virus|dmarc|spf|dkim",
+                              re.IGNORECASE)
+
+
 def _names(error: str, recipient: str) -> bool:
-    return bool(recipient) and "@" in recipient and recipient.lower() in error.lower()
+    named = bool(recipient) and "@" in recipient and recipient.lower() in error.lower()
+    return named and not _NOT_THE_MAILBOX.search(error.lower().replace(recipient.lower(), ""))
 
 
 def decide(result: SendResult, recipient: str, attempts_before: int, policy: RetryPolicy, now: datetime) -> Decision:
