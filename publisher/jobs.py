@@ -250,6 +250,8 @@ def summarize(outcomes: list[EditionOutcome], late: str | None) -> tuple[str, st
     send = outcome.send
     if outcome.error:
         return "failed", "; ".join([outcome.error, *notes])
+    if outcome.stopped:
+        return "interrupted", outcome.note
     if send is None:
         return "done", "; ".join([outcome.note, *notes]) or None
     if send.interrupted:
@@ -259,6 +261,8 @@ def summarize(outcomes: list[EditionOutcome], late: str | None) -> tuple[str, st
     if send.held_by:
         return "done", f"being sent by {send.held_by}"
     summary = f"{send.sent} sent, {send.failed} failed, {send.skipped} skipped, {send.deferred} waiting to retry"
+    if send.deferred and send.next_attempt_at is not None:
+        summary += f" (next attempt {send.next_attempt_at.isoformat(timespec='seconds')})"
     return "done", "; ".join([summary, *notes])
 
 

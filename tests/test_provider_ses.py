@@ -216,9 +216,11 @@ def test_pipeline_defers_failed_calls_and_the_next_run_completes_them(world: tup
     server.fail_next(500, "InternalFailure")
     server.fail_next(429, "TooManyRequestsException", "Maximum sending rate exceeded.", times=2)
     [outcome] = run_digests(config, store, DAY, editions=["en"])
-    assert outcome.send is not None and (outcome.send.sent, outcome.send.deferred) == (1, 2)
+    # retry.first_delay is 0 in the test config: the failed calls are retried within the same run
+    assert outcome.send is not None and (outcome.send.sent, outcome.send.deferred) == (3, 0)
+    assert outcome.send.retried == 2
     [again] = run_digests(config, store, DAY, editions=["en"])
-    assert again.send is not None and again.send.sent == 2
+    assert again.send is not None and again.send.sent == 0
     assert sorted(c.to[0] for c in server.accepted) == [f"en{i}@example.org" for i in range(3)]
 
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from publisher import __version__
 from publisher.config import Config, load_config
@@ -28,6 +29,14 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_CONFIG = "config.yaml"
 CONFIG_ENV = "PUBLISHER_CONFIG"
+
+# Exit codes (README, "Exit codes"): the same for every command.
+EXIT_OK = 0
+EXIT_NEEDS_HUMAN = 1  # something failed and needs a look; the output names it
+EXIT_CONFIG = 2
+EXIT_STORE = 3
+EXIT_DEFERRED = 75  # EX_TEMPFAIL: deliveries wait for a retry; the next attempt time is printed
+EXIT_SIGNAL = 130  # stopped by SIGTERM/SIGINT; run again to finish
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -113,15 +122,15 @@ def load(config_path: Path) -> Config:
         err_console.print(f"[bold red]config error[/] ({len(exc.problems)} problem(s)):", highlight=False)
         for problem in exc.problems:
             err_console.print(f"  {problem}", highlight=False, markup=False)
-        raise SystemExit(2) from exc
+        raise SystemExit(EXIT_CONFIG) from exc
 
 
 def open_store(config: Config) -> Store:
     try:
         return Store.open(config.store_url)
     except StoreError as exc:
-        err_console.print(f"[bold red]store error:[/] {exc}", highlight=False)
-        raise SystemExit(3) from exc
+        err_console.print(Text.assemble(("store error:", "bold red"), f" {exc}"), highlight=False)
+        raise SystemExit(EXIT_STORE) from exc
 
 
 def handles_errors(func: F) -> F:
@@ -132,8 +141,8 @@ def handles_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except PublisherError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=False)
-            raise SystemExit(1) from exc
+            err_console.print(Text.assemble(("error:", "bold red"), f" {exc}"), highlight=False)
+            raise SystemExit(EXIT_NEEDS_HUMAN) from exc
 
     return wrapper  # type: ignore[return-value]
 

@@ -8,14 +8,20 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from publisher.cli.common import (
+    EXIT_DEFERRED,
+    EXIT_NEEDS_HUMAN,
+    EXIT_OK,
+    EXIT_SIGNAL,
     config_option,
     console,
     handles_errors,
@@ -78,20 +84,53 @@ def progress_reporter() -> Iterator[Callable[[str, int], Callable[[int, int], No
 
 
 def print_summary(summary: RunSummary) -> None:
+    """The run's tables and what is left. Every name and reason is printed literally (no markup)."""
     if summary.collect:
-        table = Table(title=f"Sources ({summary.day})")
-        for column in ("source", "articles", "new", "updated", "status"):
-            table.add_column(column)
+        console.print(sources_table(summary))
         for source in summary.collect.sources:
-            status = (
-                f"[red]error: {source.error}[/]" + (" [bold](broken)[/]" if source.broken else "")
-                if source.error
-                else ("not modified" if source.not_modified else "ok")
-            )
-            if source.warnings:
-                status += f" ({len(source.warnings)} item(s) skipped, see log)"
-            table.add_row(source.name, str(source.fetched), str(source.new), str(source.updated), status)
-        console.print(table)
+            for skipped in source.skipped[:SHOWN_ITEMS]:
+                console.print(Text(f"{source.name}: skipped {skipped}"), highlight=False, soft_wrap=True)
+            if len(source.skipped) > SHOWN_ITEMS:
+                console.print(Text(f"{source.name}: {len(source.skipped) - SHOWN_ITEMS} more skipped, see the log"))
+    console.print(digests_table(summary))
+    for e in summary.editions:
+        if e.send is not None:
+            for email, reason in e.send.failures:
+                console.print(Text(f"{e.edition}: not delivered to {email}: {reason}"), highlight=False, soft_wrap=True)
+            if e.send.failed > len(e.send.failures):
+                console.print(Text(f"{e.edition}: {e.send.failed - len(e.send.failures)} more not delivered, see the log"))
+    for line in deferred_lines(summary):
+        console.print(Text(line, style="yellow"), highlight=False, soft_wrap=True)
+        log.warning("%s", line)
+    if summary.feeds:
+        for item in summary.feeds.published:
+            console.print(Text(f"feed {item.path} ({'written' if item.changed else 'unchanged'})"),
+                          highlight=False, soft_wrap=True)
+        for error in summary.feeds.errors:
+            console.print(Text.assemble(("feed error: ", "red"), error), highlight=False, soft_wrap=True)
+
+
+SHOWN_ITEMS = 10
+
+
+def sources_table(summary: RunSummary) -> Table:
+    assert summary.collect is not None
+    table = Table(title=f"Sources ({summary.day})")
+    for column in ("source", "articles", "new", "updated", "skipped", "warnings", "status"):
+        table.add_column(column)
+    for source in summary.collect.sources:
+        if source.error:
+            status = Text(f"error: {source.error}" + (" (broken)" if source.broken else ""), style="red")
+        elif source.not_modified:
+            status = Text("not modified")
+        else:
+            status = Text(f"ok, {len(source.warnings)} warnings" if source.warnings else "ok")
+        table.add_row(Text(source.name), str(source.fetched), str(source.new), str(source.updated),
+                      str(len(source.skipped)), str(len(source.warnings)), status)
+    return table
+
+
+def digests_table(summary: RunSummary) -> Table:
     table = Table(title="Digests" + (" (dry run)" if summary.dry_run else ""))
     for column in ("edition", "day", "articles", "recipients", "sent", "failed", "skipped", "deferred", "note"):
         table.add_column(column)
@@ -108,24 +147,48 @@ def print_summary(summary: RunSummary) -> None:
             elif s.already_sent:
                 note = f"{s.already_sent} already sent earlier"
             if s.bounced:
-                note = f"{note}; {s.bounced} marked bounced".lstrip("; ")
-        table.add_row(
-            e.edition,
-            e.day.isoformat(),
-            str(e.articles),
-            str(s.recipients) if s else "-",
-            str(s.sent) if s else "-",
-            str(s.failed) if s else "-",
-            str(s.skipped) if s else "-",
-            str(s.deferred) if s else "-",
-            note,
-        )
-    console.print(table)
-    if summary.feeds:
-        for item in summary.feeds.published:
-            console.print(f"feed {item.path} ({'written' if item.changed else 'unchanged'})", highlight=False, soft_wrap=True)
-        for error in summary.feeds.errors:
-            console.print(f"[red]feed error:[/] {error}", highlight=False)
+                note = f"{note}; {s.bounced} bounced (subscribers marked bounced)".lstrip("; ")
+            if s.retried:
+                note = f"{note}; {s.retried} settled on a retry in this run".lstrip("; ")
+        cells = [s.recipients, s.sent, s.failed, s.skipped, s.deferred] if s else ["-"] * 5
+        table.add_row(Text(e.edition), e.day.isoformat(), str(e.articles), *(str(c) for c in cells), Text(note))
+    return table
+
+
+def deferred_lines(summary: RunSummary) -> list[str]:
+    """For each edition left with pending deliveries: how many, why, and when the next attempt is due."""
+    lines = []
+    now = datetime.now(UTC)
+    for e in summary.editions:
+        s = e.send
+        if s is None or not s.deferred:
+            continue
+        why = s.error or "; ".join(f"{reason} ({count})" for reason, count in s.deferred_reasons) or "unknown"
+        due = s.next_attempt_at
+        when = ("due now" if due is None or due <= now else
+                f"due at {due.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC (in {_duration(due - now)})")
+        lines.append(f"{e.edition}: {s.deferred} of {s.recipients} deliveries not done yet, deferred because: {why}. "
+                     f"Next attempt {when}: run `publisher run --date {e.day}` again then "
+                     "(publisher serve retries on its own).")
+    return lines
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def exit_code(summary: RunSummary) -> int:
+    """130 stopped by a signal; 1 something needs a human; 75 deliveries deferred; 0 all done (README)."""
+    if summary.stopped or any(e.interrupted for e in summary.editions):
+        return EXIT_SIGNAL
+    if not summary.ok:
+        return EXIT_NEEDS_HUMAN
+    return EXIT_DEFERRED if summary.deferred else EXIT_OK
 
 
 @main_group.command()
@@ -134,17 +197,36 @@ def print_summary(summary: RunSummary) -> None:
 @click.option("--dry-run", is_flag=True, help="Collect and render, but send nothing and write no feeds.")
 @handles_errors
 def run(config_path: Path, day_text: str | None, dry_run: bool) -> None:
-    """Collect, select, render and deliver the digest of a date, then write the feeds."""
-    config = load(config_path)
-    day = parse_day(day_text, config)
-    store = open_store(config)
-    with stop_on_signals() as stop, progress_reporter() as progress:
-        summary = run_day(config, store, day, dry_run=dry_run, stop=stop, progress=progress)
+    """Collect, select, render and deliver the digest of a date, then write the feeds.
+
+    Exit status: 0 all done; 1 something needs a look (a source, a feed, a failed delivery that is
+    not a bounce, a send stopped by a refusal about us); 2 config error; 3 store error; 75 deliveries
+    deferred (the next attempt time is printed); 130 stopped by a signal.
+    """
+    with stop_on_signals() as stop:
+        config = load(config_path)
+        day = parse_day(day_text, config)
+        store = open_store(config)
+        try:
+            if stop.is_set():
+                summary = RunSummary(day=day, dry_run=dry_run, stopped=True)
+            else:
+                with progress_reporter() as progress:
+                    summary = run_day(config, store, day, dry_run=dry_run, stop=stop, progress=progress)
+            summary.stopped = summary.stopped or stop.is_set()
+        finally:
+            store.close()
     print_summary(summary)
-    interrupted = any(e.send and e.send.interrupted for e in summary.editions)
-    if interrupted:
-        console.print("interrupted by a signal: run the same command again to finish the send", highlight=False)
-    raise SystemExit(130 if interrupted else (0 if summary.ok else 1))
+    code = exit_code(summary)
+    if code == EXIT_SIGNAL:
+        left = [e.edition for e in summary.editions if e.interrupted] if summary.editions else [e.id for e in config.editions]
+        if summary.feeds is None and not dry_run:
+            left.append("feeds")
+        what = ", ".join(left) or "nothing (the signal came after the last step)"
+        console.print(Text(f"stopped by a signal; left undone: {what}: run the same command again to finish"),
+                      highlight=False, soft_wrap=True)
+        log.warning("run stopped by a signal; left undone: %s", what)
+    raise SystemExit(code)
 
 
 @main_group.command()

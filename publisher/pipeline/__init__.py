@@ -14,13 +14,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from email.utils import parseaddr
 
 from publisher.config import Config, EditionSettings
 from publisher.delivery.mail import MailTransport, build_transport
 from publisher.pipeline.collect import CollectReport, collect
+from publisher.pipeline.compose import EmailComposer, LinkMaker, message_id_domain
 from publisher.pipeline.digest import SelectedDigest, archive_url, render_digest, select_digest
 from publisher.pipeline.feeds import FeedReport, publish_feeds
-from publisher.pipeline.send import DigestSender, SendOutcome
+from publisher.pipeline.send import SendEngine, SendOutcome
 from publisher.render.message import MessageTemplate
 from publisher.store import Store
 
@@ -37,6 +39,14 @@ class EditionOutcome:
     send: SendOutcome | None = None
     note: str = ""
     error: str | None = None
+    stopped: bool = False  # a signal came before this edition started: nothing of it was done
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped or bool(self.send and self.send.interrupted)
+
+
+NOT_STARTED = "not started: stopped by a signal; run again to send it"
 
 
 @dataclass
@@ -46,15 +56,21 @@ class RunSummary:
     editions: list[EditionOutcome] = field(default_factory=list)
     feeds: FeedReport | None = None
     dry_run: bool = False
+    stopped: bool = False  # a signal came during the run: something was left undone
 
     @property
     def ok(self) -> bool:
-        """True when nothing needs a human: no source error, no failed or stuck delivery."""
+        """True when nothing needs a human: no source or feed error, no failed delivery that is not a
+        bounce (a bounce is handled: the subscriber is marked), no send stopped for a reason."""
         if self.collect and self.collect.errors:
             return False
         if self.feeds and self.feeds.errors:
             return False
-        return all(not e.error and not (e.send and (e.send.failed or e.send.error)) for e in self.editions)
+        return all(not e.error and not (e.send and (e.send.unhandled_failures or e.send.error)) for e in self.editions)
+
+    @property
+    def deferred(self) -> int:
+        return sum(e.send.deferred for e in self.editions if e.send)
 
 
 def owner_name() -> str:
@@ -109,17 +125,17 @@ def run_edition(
         subset = SelectedDigest(edition, day, articles, None)
         return message_template(config, edition, subset, None)
 
-    sender = DigestSender(
+    links = LinkMaker(config.site, message_id_domain(config.site, config.mail.message_id_domain))
+    composer = EmailComposer(record.id, template, parseaddr(edition.from_address)[1], links, variant)
+    engine = SendEngine(
         store,
         transport,
-        site=config.site,
         mail=config.mail,
         owner=owner_name(),
         stop=stop,
         on_progress=progress(edition.id, record.recipients or 0) if progress else None,
-        variant=variant,
     )
-    outcome.send = sender.send(record, template, edition.from_address)
+    outcome.send = engine.send(record, composer)
     return outcome
 
 
@@ -143,7 +159,8 @@ def run_digests(
             if editions and edition.id not in editions:
                 continue
             if stop is not None and stop.is_set():
-                break
+                outcomes.append(EditionOutcome(edition.id, day, 0, note=NOT_STARTED, stopped=True))
+                continue
             try:
                 outcomes.append(
                     run_edition(config, store, edition, day, transport, dry_run=dry_run, stop=stop, progress=progress)
@@ -171,11 +188,17 @@ def run_day(
     summary = RunSummary(day=day, dry_run=dry_run)
     log.info("collect: %d sources", sum(1 for s in config.sources if s.enabled))
     summary.collect = collect(config, store)
+    if stop is not None and stop.is_set():
+        log.warning("stopped by a signal after collecting: no edition started, feeds not written")
+        summary.editions = [EditionOutcome(e.id, day, 0, note=NOT_STARTED, stopped=True) for e in config.editions]
+        summary.stopped = True
+        return summary
     log.info("select, render, deliver: %d editions for %s", len(config.editions), day)
     summary.editions = run_digests(
         config, store, day, dry_run=dry_run, transport=transport, stop=stop, progress=progress
     )
     if stop is not None and stop.is_set():
+        summary.stopped = True
         log.warning("stopped by a signal: feeds not written this time")
     elif not dry_run:
         log.info("feeds")
@@ -184,6 +207,7 @@ def run_day(
 
 
 __all__ = [
+    "NOT_STARTED",
     "EditionOutcome",
     "RunSummary",
     "archive_url",

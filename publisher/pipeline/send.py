@@ -1,40 +1,54 @@
-"""Stage 4, deliver: fill the ledger, then send what it says is pending, one commit per result.
+"""Stage 4, deliver: one send engine for every channel. Outcomes decided once, written once.
 
-Only the process holding the digest's lease sends. Subscribers are streamed from the store in
-batches, so memory does not grow with the list. Temporary failures wait with backoff until the retry
-deadline; permanent ones are recorded and not retried.
+    claim a batch of due ledger rows -> compose finished messages -> hand them to the channel ->
+    `verdict.decide` says, per result: sent / retry at T / failed / bounce the subscriber / stop ->
+    `_write` records it (the one ledger write path, one commit per row).
+
+Only the process holding the digest's lease sends. Rows are streamed in id order (keyset pages of
+mail.batch_size), so memory does not grow with the list. After a pass over the due rows the engine
+goes round again for the rows whose backoff has passed meanwhile, as long as the last pass got
+something accepted; it never waits for a row due later. The channel is anything with
+`send(batch) -> SendReport` and `max_batch` (every MailTransport); the composer turns a ledger row
+into that channel's message (publisher.pipeline.compose for email).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import os
-import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parseaddr
+from typing import Protocol
 
-from publisher.bounces import Verdict, address_failure
-from publisher.config import MailSettings, SiteSettings
-from publisher.delivery.mail import MailTransport
+from publisher.config import MailSettings
 from publisher.errors import TransportUnavailable
-from publisher.models import OutgoingMessage, Recipient, SendResult, SubscriberStatus
-from publisher.render.message import MessageTemplate
+from publisher.models import OutgoingMessage, SendReport, SubscriberStatus
+from publisher.pipeline.compose import LinkMaker, NotSent
+from publisher.pipeline.verdict import HINT_STREAK, Action, Breaker, Decision, Refusal, RetryPolicy, decide
 from publisher.store import DigestRecord, DigestStatus, PendingDelivery, Store
 from publisher.store.deliveries import LedgerWriter
-from publisher.tokens import TokenSigner
+from publisher.subscriber_status import apply_status
 
 log = logging.getLogger("publisher.send")
 
 LEASE = timedelta(minutes=2)
-# This many permanent refusals in a row, all with the same answer, stop the send (see _record).
-SAME_REFUSAL_LIMIT = 10
+SHOWN_FAILURES = 10  # failed deliveries kept by name in the outcome; the log has every one
+MAX_PASSES = 100  # a bound on going round again (each pass costs every retried row an attempt)
+
+__all__ = ["LEASE", "Channel", "Composer", "LinkMaker", "SendEngine", "SendOutcome", "holder_is_dead"]
+
+
+class Channel(Protocol):
+    max_batch: int
+
+    def send(self, batch: Sequence[OutgoingMessage]) -> SendReport: ...
+
+
+Composer = Callable[[PendingDelivery], OutgoingMessage | NotSent]
 
 
 @dataclass
@@ -42,52 +56,23 @@ class SendOutcome:
     edition: str
     recipients: int = 0
     sent: int = 0
-    failed: int = 0
+    failed: int = 0  # failed deliveries, bounces included
     skipped: int = 0
-    deferred: int = 0  # temporary failures waiting for their retry time
+    deferred: int = 0  # still pending at the end: temporary failures waiting for their retry time
     already_sent: int = 0  # sent by an earlier (killed or finished) run
-    bounced: int = 0  # subscribers marked bounced: their mailbox does not exist
+    bounced: int = 0  # deliveries refused because the mailbox is gone (the subscriber is marked bounced)
+    retried: int = 0  # temporary failures tried again and settled within this run
     held_by: str | None = None  # another process holds the lease
-    error: str | None = None
+    error: str | None = None  # why the send stopped before the end (with the hint)
     interrupted: bool = False
-    errors: list[str] = field(default_factory=list)
+    next_attempt_at: datetime | None = None  # when the first deferred row is due
+    deferred_reasons: tuple[tuple[str, int], ...] = ()  # (reason, rows), commonest first
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (address, reason), first SHOWN_FAILURES
 
-
-@dataclass
-class LinkMaker:
-    """Per-subscriber URLs and Message-IDs: signed, deterministic, no address inside."""
-
-    site: SiteSettings
-    domain: str
-    signer: TokenSigner = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.signer = TokenSigner(self.site.secret)
-        self._base = self.site.public_url.rstrip("/")
-        self._id_key = hashlib.sha256(b"message-id:" + self.site.secret.encode()).digest()
-
-    def unsubscribe_url(self, subscriber_id: int) -> str:
-        return f"{self._base}/unsubscribe/{self.signer.sign('unsubscribe', subscriber_id)}"
-
-    def preferences_url(self, subscriber_id: int) -> str:
-        return f"{self._base}/preferences/{self.signer.sign('preferences', subscriber_id)}"
-
-    def message_id(self, digest_id: int, delivery_id: int) -> str:
-        # The same delivery always gets the same Message-ID: a copy resent after a crash is
-        # recognizably the same message to clients that deduplicate on it.
-        tag = hmac.new(self._id_key, f"{digest_id}.{delivery_id}".encode(), hashlib.sha256).hexdigest()[:12]
-        return f"<digest.{digest_id}.{delivery_id}.{tag}@{self.domain}>"
-
-
-_PERMANENT_REPLY = re.compile(r"\b5[0-5]\d\b")
-
-
-def is_hard_bounce(error: str) -> bool:
-    """A permanent SMTP refusal saying the mailbox itself is gone (5.1.x, 5.2.1, "user unknown").
-
-    The same rule as for bounce messages (publisher.bounces): policy refusals (5.7.x) are about us.
-    """
-    return bool(_PERMANENT_REPLY.search(error)) and address_failure("", error) is Verdict.BOUNCE
+    @property
+    def unhandled_failures(self) -> int:
+        """Failed deliveries a human should look at: a bounce is already handled."""
+        return self.failed - self.bounced
 
 
 def holder_is_dead(holder: str) -> bool:
@@ -119,41 +104,34 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def backoff(attempts: int, first: float, ceiling: float) -> timedelta:
-    return timedelta(seconds=min(first * (2 ** max(attempts - 1, 0)), ceiling))
+class _Stopped(Exception):
+    """The send ends before the end of the list; the outcome says why."""
 
 
-class DigestSender:
+class SendEngine:
     def __init__(
         self,
         store: Store,
-        transport: MailTransport,
+        channel: Channel,
         *,
-        site: SiteSettings,
         mail: MailSettings,
         owner: str,
         stop: threading.Event | None = None,
         on_progress: Callable[[int, int], None] | None = None,
-        variant: Callable[[frozenset[str]], MessageTemplate | None] | None = None,
+        breaker: Breaker | None = None,
     ) -> None:
         self.store = store
-        self.transport = transport
+        self.channel = channel
         self.mail = mail
+        self.policy = RetryPolicy(mail.retry.max_attempts, mail.retry.first_delay, mail.retry.max_delay)
         self.owner = owner
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
-        # A subscriber who chose sections gets the digest compiled for that section set (once per set).
-        self.variant = variant
-        self._variants: dict[frozenset[str], MessageTemplate | None] = {}
-        domain = mail.message_id_domain or (site.base_url.split("://", 1)[1].split("/")[0].split(":")[0])
-        self.links = LinkMaker(site, domain)
-        self._attempts_before: dict[int, int] = {}
-        self._writer: LedgerWriter
-        self._refusals: list[tuple[int, int | None, str]] = []
-        self._subscriber_of: dict[int, int] = {}
-        self.stop_digest = False
+        self.breaker = breaker or Breaker()
 
-    def send(self, digest: DigestRecord, template: MessageTemplate, sender: str) -> SendOutcome:
+    # --- the send ------------------------------------------------------------------------------
+
+    def send(self, digest: DigestRecord, compose: Composer) -> SendOutcome:
         outcome = SendOutcome(digest.edition)
         if not self._claim(digest.id):
             outcome.held_by = self.store.digests.lease_holder(digest.id)[0]
@@ -161,11 +139,17 @@ class DigestSender:
             return outcome
         try:
             self._fill_ledger(digest)
-            before = self.store.deliveries.counts(digest.id)
-            outcome.already_sent = before["sent"]
+            outcome.already_sent = self.store.deliveries.counts(digest.id)["sent"]
             with self.store.deliveries.writer() as writer:
-                self._writer = writer
-                self._send_due(digest, template, parseaddr(sender)[1], outcome)
+                run = _Run(self, digest, compose, writer, outcome)
+                try:
+                    run.all_passes()
+                except _Stopped:
+                    pass
+                finally:
+                    # refusals held back when the send ends early wait for the next run, unjudged
+                    early = run.stopped or outcome.interrupted or outcome.error is not None
+                    run.settle_streak(Action.RETRY if early else Action.FAILED)
             self._finish(digest, outcome)
         finally:
             self.store.digests.release(digest.id, self.owner)
@@ -190,150 +174,7 @@ class DigestSender:
         self.store.digests.set_status(digest.id, DigestStatus.SENDING, recipients=added, started_at=datetime.now(UTC))
         log.info("digest %s %s: %d recipients queued", digest.edition, digest.day, added)
 
-    def _send_due(self, digest: DigestRecord, template: MessageTemplate, sender: str, outcome: SendOutcome) -> None:
-        chunk = max(1, int(getattr(self.transport, "max_batch", 1)))
-        interval = 1.0 / self.mail.rate_per_second if self.mail.rate_per_second else 0.0
-        counts = self.store.deliveries.counts(digest.id)
-        total = sum(counts.values())
-        done = counts["sent"] + counts["failed"] + counts["skipped"]
-        last_id = 0
-        while not self.stop.is_set():
-            rows = self.store.deliveries.due(digest.id, after_id=last_id, limit=self.mail.batch_size)
-            if not rows:
-                return
-            last_id = rows[-1].id
-            self._attempts_before = {row.id: row.attempts for row in rows}
-            self._subscriber_of = {row.id: row.subscriber_id for row in rows}
-            if not self._claim(digest.id):
-                outcome.error = "lost the sending lease to another process; stopping"
-                return
-            renewed = time.monotonic()
-            for start in range(0, len(rows), chunk):
-                if self.stop.is_set():
-                    outcome.interrupted = True
-                    return
-                if time.monotonic() - renewed > LEASE.total_seconds() / 3:
-                    # a slow batch (rate limit, slow server) must not outlive its lease
-                    if not self._claim(digest.id):
-                        outcome.error = "lost the sending lease to another process; stopping"
-                        return
-                    renewed = time.monotonic()
-                messages = [
-                    m for row in rows[start : start + chunk] if (m := self._message(digest, template, sender, row, outcome))
-                ]
-                if not messages:
-                    continue
-                started = time.monotonic()
-                try:
-                    report = self.transport.send(messages)
-                except TransportUnavailable as exc:
-                    outcome.error = str(exc)
-                    log.error("digest %s %s: %s; the rest stays pending", digest.edition, digest.day, exc)
-                    return
-                for result in report.results:
-                    self._record(result, outcome)
-                if self.stop_digest:
-                    log.error("digest %s %s: %s", digest.edition, digest.day, outcome.error)
-                    return
-                done += len(messages)
-                if self.on_progress:
-                    self.on_progress(done, total)
-                if interval:
-                    time.sleep(max(0.0, interval * len(messages) - (time.monotonic() - started)))
-
-    def _message(
-        self, digest: DigestRecord, template: MessageTemplate, sender: str, row: PendingDelivery, outcome: SendOutcome
-    ) -> OutgoingMessage | None:
-        if row.subscriber_status is not SubscriberStatus.ACTIVE or row.paused:
-            reason = "paused" if row.paused else f"subscriber is {row.subscriber_status.value}"
-            self.store.deliveries.mark_skipped(row.id, reason)
-            outcome.skipped += 1
-            return None
-        if row.sections and self.variant is not None:
-            chosen = frozenset(row.sections)
-            if chosen not in self._variants:
-                self._variants[chosen] = self.variant(chosen)
-            variant = self._variants[chosen]
-            if variant is None:
-                self.store.deliveries.mark_skipped(row.id, "no articles in the subscriber's chosen sections")
-                outcome.skipped += 1
-                return None
-            template = variant
-        message_id = self.links.message_id(digest.id, row.id)
-        recipient = Recipient(
-            delivery_id=row.id,
-            email=row.email,
-            name=row.name,
-            message_id=message_id,
-            unsubscribe_url=self.links.unsubscribe_url(row.subscriber_id),
-            preferences_url=self.links.preferences_url(row.subscriber_id),
-        )
-        try:
-            data = template.personalize(recipient)
-        except ValueError as exc:  # an address that cannot be put in a header safely
-            self.store.deliveries.mark_failed(row.id, f"cannot build message: {exc}")
-            outcome.failed += 1
-            return None
-        return OutgoingMessage(row.id, sender, row.email, message_id, data)
-
-    def _record(self, result: SendResult, outcome: SendOutcome) -> None:
-        ledger = self.store.deliveries
-        if result.ok:
-            self._writer.sent(result.delivery_id, result.provider_message_id)
-            outcome.sent += 1
-            self._flush_refusals(outcome)
-            return
-        error = result.error or "unknown error"
-        if self.stop_digest:
-            # the rest of a batch answered after the send was stopped for a server-wide refusal
-            ledger.retry_later(result.delivery_id, error, datetime.now(UTC) + timedelta(seconds=self.mail.retry.first_delay))
-            outcome.deferred += 1
-            return
-        if not result.temporary:
-            # Held back until the streak breaks: one identical refusal for everyone ("554 relay access
-            # denied") is the server's problem, not the subscribers'.
-            if self._refusals and self._refusals[-1][2] != error:
-                self._flush_refusals(outcome)
-            self._refusals.append((result.delivery_id, self._subscriber_of.get(result.delivery_id), error))
-            if len(self._refusals) >= SAME_REFUSAL_LIMIT:
-                for delivery_id, _, _ in self._refusals:
-                    ledger.retry_later(delivery_id, error, datetime.now(UTC) + timedelta(seconds=self.mail.retry.first_delay))
-                outcome.deferred += len(self._refusals)
-                self._refusals.clear()
-                outcome.error = (
-                    f"{SAME_REFUSAL_LIMIT} recipients in a row refused with the same answer ({error}); "
-                    "stopped, nobody marked failed (hint: check mail.transport in config.yaml and the "
-                    "server's relay and sender policy)"
-                )
-                self.stop_digest = True
-            return
-        attempts = self._attempts_before.get(result.delivery_id, 0) + 1
-        retry = self.mail.retry
-        if attempts >= retry.max_attempts:
-            ledger.mark_failed(result.delivery_id, f"gave up after {attempts} attempts: {error}")
-            outcome.failed += 1
-        else:
-            delay = backoff(attempts, retry.first_delay, retry.max_delay)
-            ledger.retry_later(result.delivery_id, error, datetime.now(UTC) + delay)
-            outcome.deferred += 1
-        outcome.errors.append(error)
-
-    def _flush_refusals(self, outcome: SendOutcome) -> None:
-        for delivery_id, subscriber_id, error in self._refusals:
-            self.store.deliveries.mark_failed(delivery_id, error)
-            outcome.failed += 1
-            outcome.errors.append(error)
-            if subscriber_id is not None and is_hard_bounce(error):
-                # the mailbox does not exist: sending to it again only hurts our reputation
-                subscriber = self.store.subscribers.get(subscriber_id)
-                if subscriber is not None and subscriber.status is SubscriberStatus.ACTIVE:
-                    self.store.subscribers.set_status(subscriber_id, SubscriberStatus.BOUNCED, reason=error[:500])
-                    outcome.bounced += 1
-                    log.info("subscriber %d marked bounced: %s", subscriber_id, error)
-        self._refusals.clear()
-
     def _finish(self, digest: DigestRecord, outcome: SendOutcome) -> None:
-        self._flush_refusals(outcome)
         counts = self.store.deliveries.counts(digest.id)
         outcome.recipients = sum(counts.values())
         pending = counts["pending"]
@@ -342,9 +183,212 @@ class DigestSender:
             current = self.store.digests.get(digest.id)
             started = current.started_at if current and current.started_at else datetime.now(UTC)
             if datetime.now(UTC) > started + timedelta(hours=self.mail.retry.deadline_hours):
+                self._name_expired(digest, outcome)
                 expired = self.store.deliveries.expire_pending(digest.id, "retry deadline passed")
-                log.error("digest %s %s: %d deliveries failed: retry deadline passed", digest.edition, digest.day, expired)
+                log.error("digest %s %s: %d deliveries failed: retry deadline passed (mail.retry.deadline_hours)",
+                          digest.edition, digest.day, expired)
+                outcome.failed += expired
                 pending = 0
-        if pending == 0 and not outcome.interrupted:
+        # a stop that came after the last row left nothing undone: the digest is complete
+        outcome.interrupted = outcome.interrupted and pending > 0
+        if pending == 0:
             self.store.digests.set_status(digest.id, DigestStatus.DONE, finished_at=datetime.now(UTC))
         outcome.deferred = pending
+        if pending:
+            waiting = self.store.deliveries.waiting(digest.id)
+            outcome.next_attempt_at, outcome.deferred_reasons = waiting.next_attempt_at, waiting.reasons
+
+
+    def _name_expired(self, digest: DigestRecord, outcome: SendOutcome) -> None:
+        """Every delivery about to fail for the deadline, by address and last reason (in the log)."""
+        last_id, forever = 0, datetime.max.replace(tzinfo=UTC)
+        while rows := self.store.deliveries.due(digest.id, after_id=last_id, limit=self.mail.batch_size, now=forever):
+            last_id = rows[-1].id
+            for row in rows:
+                reason = f"retry deadline passed (mail.retry.deadline_hours); last: {row.last_error or 'never tried'}"
+                log.warning("delivery %d to %s failed: %s", row.id, row.email, reason)
+                if len(outcome.failures) < SHOWN_FAILURES:
+                    outcome.failures.append((row.email, reason))
+
+
+class _Run:
+    """One call of SendEngine.send: the passes over due rows, and the streak the breaker holds back."""
+
+    def __init__(self, engine: SendEngine, digest: DigestRecord, compose: Composer, writer: LedgerWriter,
+                 outcome: SendOutcome) -> None:
+        self.engine, self.digest, self.compose, self.writer, self.outcome = engine, digest, compose, writer, outcome
+        self.store = engine.store
+        self.chunk = max(1, int(getattr(engine.channel, "max_batch", 1)))
+        self.interval = 1.0 / engine.mail.rate_per_second if engine.mail.rate_per_second else 0.0
+        counts = self.store.deliveries.counts(digest.id)
+        self.total = sum(counts.values())
+        self.done = counts["sent"] + counts["failed"] + counts["skipped"]
+        # refusals of kind OTHER held back while they might turn out to be about us (see Breaker)
+        self.streak: list[tuple[PendingDelivery, Decision]] = []
+        self.stopped = False
+        self.pass_number = 0  # from the second pass on, every row settled is a retry within this run
+        self.renewed = time.monotonic()
+
+    def all_passes(self) -> None:
+        for number in range(1, MAX_PASSES + 1):
+            self.pass_number = number
+            accepted = self.one_pass()
+            self.settle_streak(Action.FAILED)
+            if not accepted or not self.store.deliveries.due(self.digest.id, after_id=0, limit=1):
+                return
+            log.info("digest %s %s: pass %d done; going round again for retries now due",
+                     self.digest.edition, self.digest.day, number)
+
+    def one_pass(self) -> int:
+        """Every row due now, in id order; returns how many the channel accepted."""
+        accepted = 0
+        last_id = 0
+        while True:
+            self._check_stop()
+            rows = self.store.deliveries.due(self.digest.id, after_id=last_id, limit=self.engine.mail.batch_size)
+            if not rows:
+                return accepted
+            last_id = rows[-1].id
+            self._renew(force=True)
+            for start in range(0, len(rows), self.chunk):
+                self._check_stop()
+                self._renew()
+                accepted += self._send_chunk(rows[start : start + self.chunk])
+
+    def _send_chunk(self, rows: Sequence[PendingDelivery]) -> int:
+        messages: list[OutgoingMessage] = []
+        by_id: dict[int, PendingDelivery] = {}
+        for row in rows:
+            built = self._compose(row)
+            if built is not None:
+                messages.append(built)
+                by_id[row.id] = row
+        if not messages:
+            return 0
+        started = time.monotonic()
+        try:
+            report = self.engine.channel.send(messages)
+        except TransportUnavailable as exc:
+            self.outcome.error = str(exc)
+            log.error("digest %s %s: %s; the rest stays pending", self.digest.edition, self.digest.day, exc)
+            raise _Stopped from exc
+        now = datetime.now(UTC)
+        accepted = 0
+        for result in report.results:
+            row = by_id[result.delivery_id]
+            decision = decide(result, row.email, row.attempts, self.engine.policy, now)
+            accepted += decision.action is Action.SENT
+            self._take(row, decision)
+        self.done += len(messages)
+        if self.engine.on_progress:
+            self.engine.on_progress(self.done, self.total)
+        if self.interval:
+            time.sleep(max(0.0, self.interval * len(messages) - (time.monotonic() - started)))
+        if self.stopped:
+            log.error("digest %s %s: %s", self.digest.edition, self.digest.day, self.outcome.error)
+            raise _Stopped
+        return accepted
+
+    def _compose(self, row: PendingDelivery) -> OutgoingMessage | None:
+        if row.subscriber_status is not SubscriberStatus.ACTIVE or row.paused:
+            self._skip(row, "paused" if row.paused else f"subscriber is {row.subscriber_status.value}")
+            return None
+        built = self.compose(row)
+        if isinstance(built, NotSent):
+            if built.failed:
+                self._write(row, Decision(Action.FAILED, built.reason))
+            else:
+                self._skip(row, built.reason)
+            return None
+        return built
+
+    def _take(self, row: PendingDelivery, decision: Decision) -> None:
+        """Route one decision: through the breaker's streak, or straight to the ledger."""
+        if self.stopped:
+            # the rest of a batch answered after the send was stopped: sent stays sent, the rest waits
+            if decision.action is not Action.SENT:
+                decision = Decision(Action.RETRY, decision.reason, decision.retry_at or datetime.now(UTC),
+                                    decision.refusal, count_attempt=False)
+            self._write(row, decision)
+            return
+        trips = self.engine.breaker.observe(decision, row.email)
+        if decision.action is Action.SENT and self.streak:
+            self.settle_streak(Action.FAILED)
+        if decision.action is Action.STOP:
+            self._stop(f"{decision.reason}; stopped, nobody marked failed (hint: {decision.hint})")
+            self._write(row, decision)
+            return
+        if decision.refusal is Refusal.OTHER and decision.action is Action.FAILED:
+            self.streak.append((row, decision))
+            if trips:
+                self._stop(f"{self.engine.breaker.explain(decision.reason)}; stopped, nobody marked failed "
+                           f"(hint: {HINT_STREAK})")
+                self.settle_streak(Action.RETRY)
+            return
+        self._write(row, decision)
+
+    def settle_streak(self, action: Action) -> None:
+        """Write the held-back refusals: as failed (the streak broke) or as deferred (it was about us)."""
+        if action is Action.FAILED:
+            self.engine.breaker.reset()
+        if not self.streak:
+            return
+        held, self.streak = self.streak, []
+        retry_at = datetime.now(UTC) + self.engine.policy.backoff(1)
+        for row, decision in held:
+            if action is Action.RETRY:
+                decision = Decision(Action.RETRY, decision.reason, retry_at, decision.refusal, count_attempt=False)
+            self._write(row, decision)
+
+    def _stop(self, error: str) -> None:
+        self.stopped = True
+        self.outcome.error = error
+
+    # --- the one ledger write path -------------------------------------------------------------
+
+    def _skip(self, row: PendingDelivery, reason: str) -> None:
+        self.writer.skipped(row.id, reason)
+        self.outcome.skipped += 1
+
+    def _write(self, row: PendingDelivery, decision: Decision) -> None:
+        outcome, writer = self.outcome, self.writer
+        retry = self.pass_number > 1
+        if decision.action is Action.SENT:
+            writer.sent(row.id, decision.provider_message_id)
+            outcome.sent += 1
+            outcome.retried += retry
+            return
+        if decision.action in (Action.RETRY, Action.STOP):
+            assert decision.retry_at is not None
+            writer.retry_at(row.id, decision.reason, decision.retry_at, count_attempt=decision.count_attempt)
+            return
+        writer.failed(row.id, decision.reason)
+        outcome.failed += 1
+        outcome.retried += retry
+        if len(outcome.failures) < SHOWN_FAILURES:
+            outcome.failures.append((row.email, decision.reason))
+        if decision.action is Action.BOUNCE:
+            outcome.bounced += 1
+            # the mailbox does not exist: sending to it again only hurts our reputation
+            apply_status(self.store.subscribers, row.subscriber_id, SubscriberStatus.BOUNCED, decision.reason)
+            log.info("delivery %d to %s bounced, subscriber %d marked bounced: %s",
+                     row.id, row.email, row.subscriber_id, decision.reason)
+        else:
+            log.warning("delivery %d to %s failed: %s", row.id, row.email, decision.reason)
+
+    # --- stop and lease ------------------------------------------------------------------------
+
+    def _check_stop(self) -> None:
+        if self.engine.stop.is_set():
+            self.outcome.interrupted = True
+            raise _Stopped
+
+    def _renew(self, *, force: bool = False) -> None:
+        # a slow batch (rate limit, slow server) must not outlive its lease
+        if not force and time.monotonic() - self.renewed <= LEASE.total_seconds() / 3:
+            return
+        if not self.engine._claim(self.digest.id):
+            self.outcome.error = "lost the sending lease to another process; stopping"
+            raise _Stopped
+        self.renewed = time.monotonic()
+

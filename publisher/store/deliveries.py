@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from publisher.models import DeliveryStatus, SubscriberStatus
@@ -30,6 +32,7 @@ class PendingDelivery:
     paused: bool
     attempts: int
     sections: tuple[str, ...] = ()  # the subscriber's chosen sections; empty: all
+    last_error: str | None = None  # why the last attempt did not go through
 
 
 _SENT = (
@@ -62,17 +65,51 @@ class LedgerWriter:
         )
         self._connection.commit()
 
+    def retry_at(self, delivery_id: int, error: str, when: datetime, *, count_attempt: bool = True) -> None:
+        """Still pending, due again at `when`; count_attempt=False when the refusal was not about this row."""
+        values: dict[str, Any] = {"last_error": error[:2000], "next_attempt_at": when}
+        if count_attempt:
+            values["attempts"] = deliveries.c.attempts + 1
+        self._update(delivery_id, values)
+
+    def failed(self, delivery_id: int, error: str, *, count_attempt: bool = True) -> None:
+        values: dict[str, Any] = {"status": DeliveryStatus.FAILED.value, "last_error": error[:2000]}
+        if count_attempt:
+            values["attempts"] = deliveries.c.attempts + 1
+        self._update(delivery_id, values)
+
+    def skipped(self, delivery_id: int, reason: str) -> None:
+        self._update(delivery_id, {"status": DeliveryStatus.SKIPPED.value, "last_error": reason[:2000]})
+
+    def _update(self, delivery_id: int, values: dict[str, Any]) -> None:
+        self._connection.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.PENDING.value)
+            .values(updated_at=datetime.now(UTC), **values)
+        )
+        self._connection.commit()
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The pending rows of a digest: how many, when the first is due, and the commonest reasons."""
+
+    count: int
+    next_attempt_at: datetime | None  # None: due now (never tried, or stopped)
+    reasons: tuple[tuple[str, int], ...]  # (last error, rows), most rows first
+
 
 class DeliveryLedger:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
     def enqueue(self, digest_id: int, language: str, *, now: datetime | None = None) -> int:
-        """Add a pending row for every active, unpaused subscriber of the language (in SQL: flat memory)."""
+        """Add a pending row for every active, unpaused subscriber of the language (in SQL: flat memory).
+
+        Idempotent and safe against a second process filling the same digest: rows that exist are
+        left alone by INSERT ... ON CONFLICT DO NOTHING on the (digest, subscriber) key.
+        """
         now = now or datetime.now(UTC)
-        already = exists().where(
-            and_(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id == subscribers.c.id)
-        )
         chosen = select(
             literal(digest_id),
             subscribers.c.id,
@@ -83,16 +120,27 @@ class DeliveryLedger:
             subscribers.c.language == language,
             subscribers.c.status == SubscriberStatus.ACTIVE.value,
             subscribers.c.paused.is_(False),
-            ~already,
-        )
-        statement = deliveries.insert().from_select(
-            ["digest_id", "subscriber_id", "status", "attempts", "updated_at"], chosen
-        )
+        ).order_by(subscribers.c.id)  # ledger ids follow subscriber ids: the send goes in list order
+        columns = ["digest_id", "subscriber_id", "status", "attempts", "updated_at"]
+        statement: Any
+        dialect = self._engine.dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+            statement = insert(deliveries).from_select(columns, chosen).on_conflict_do_nothing(
+                index_elements=["digest_id", "subscriber_id"]
+            )
+        else:  # another database: skip the rows that exist with an anti-join
+            already = exists().where(
+                and_(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id == subscribers.c.id)
+            )
+            statement = deliveries.insert().from_select(columns, chosen.where(~already))
         count = select(func.count()).select_from(deliveries).where(deliveries.c.digest_id == digest_id)
         with self._engine.begin() as connection:
-            # rowcount of INSERT ... SELECT is not reported by every driver: count instead
             before = connection.execute(count).scalar_one()
-            connection.execute(statement)
+            inserted = connection.execute(statement.execution_options(preserve_rowcount=True)).rowcount
+            if inserted is not None and inserted >= 0:
+                return int(inserted)  # exact even when another process filled some rows meanwhile
+            # a driver that does not report rowcount for INSERT ... SELECT: count instead
             return int(connection.execute(count).scalar_one() - before)
 
     def due(
@@ -105,6 +153,7 @@ class DeliveryLedger:
                 deliveries.c.id,
                 deliveries.c.subscriber_id,
                 deliveries.c.attempts,
+                deliveries.c.last_error,
                 subscribers.c.email,
                 subscribers.c.name,
                 subscribers.c.status,
@@ -132,6 +181,7 @@ class DeliveryLedger:
                     paused=bool(r.paused),
                     attempts=r.attempts,
                     sections=tuple(x for x in (r.sections or "").split(",") if x),
+                    last_error=r.last_error,
                 )
                 for r in connection.execute(query)
             ]
@@ -191,6 +241,25 @@ class DeliveryLedger:
         with self._engine.connect() as connection:
             found = {row[0]: int(row[1]) for row in connection.execute(query)}
         return {status.value: found.get(status.value, 0) for status in DeliveryStatus}
+
+    def waiting(self, digest_id: int, *, top: int = 3) -> Waiting:
+        pending = and_(deliveries.c.digest_id == digest_id, deliveries.c.status == DeliveryStatus.PENDING.value)
+        with self._engine.connect() as connection:
+            count, first = connection.execute(
+                select(func.count(), func.min(deliveries.c.next_attempt_at)).where(pending)
+            ).one()
+            reasons = connection.execute(
+                select(deliveries.c.last_error, func.count().label("rows"))
+                .where(pending)
+                .group_by(deliveries.c.last_error)
+                .order_by(func.count().desc())
+                .limit(top)
+            ).all()
+        if first is not None and first.tzinfo is None:  # SQLite gives naive UTC back
+            first = first.replace(tzinfo=UTC)
+        return Waiting(
+            int(count or 0), first, tuple((r.last_error or "not attempted yet", int(r.rows)) for r in reasons)
+        )
 
     def expire_pending(self, digest_id: int, reason: str) -> int:
         """Past the retry deadline: what is still pending becomes failed, with the reason kept."""

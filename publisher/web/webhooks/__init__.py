@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute
 
 from publisher.models import SubscriberStatus
 from publisher.store import Store
+from publisher.subscriber_status import apply_status
 from publisher.web.context import WebContext
 
 log = logging.getLogger("publisher.web.webhooks")
@@ -66,20 +67,15 @@ _STATUS_FOR = {
 def apply_event(store: Store, event: MailEvent) -> bool:
     """Change the subscriber's status for a bounce, complaint or unsubscribe. True if it applied.
 
-    A complaint outranks everything; a bounce does not undo a complaint or an unsubscription.
+    Who may become what is publisher.subscriber_status's rule (a complaint outranks everything; a
+    bounce does not undo a complaint or an unsubscription).
     """
     status = _STATUS_FOR.get(event.kind)
     if status is None:
         return False
     subscriber = store.subscribers.by_email(event.email)
-    if subscriber is None:
+    if subscriber is None or not apply_status(store.subscribers, subscriber, status, f"{event.provider}: {event.detail}"):
         return False
-    current = subscriber.status
-    if current == status or current is SubscriberStatus.COMPLAINED:
-        return False
-    if status is SubscriberStatus.BOUNCED and current is SubscriberStatus.UNSUBSCRIBED:
-        return False
-    store.subscribers.set_status(subscriber.id, status, reason=f"{event.provider}: {event.detail}"[:500])
     log.info("%s reported %s for subscriber %d: now %s", event.provider, event.kind, subscriber.id, status.value)
     return True
 

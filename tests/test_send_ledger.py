@@ -1,0 +1,89 @@
+"""The ledger's fill: idempotent on the (digest, subscriber) key, in list order; and PostgreSQL keeps
+its own synchronous_commit, so a delivery marked sent survives a database server crash."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, date, datetime
+
+from sqlalchemy import create_engine, select, text
+
+from publisher.models import SubscriberStatus
+from publisher.store import Store
+from publisher.store.schema import deliveries
+
+
+def make_digest(store: Store) -> int:
+    return store.digests.create("en", date(2024, 12, 2), "en", []).id
+
+
+def test_enqueue_adds_only_the_missing_rows_in_subscriber_order(store_url: str) -> None:
+    store = Store.open(store_url)
+    try:
+        for i in (4, 0, 5, 2, 1, 3):
+            store.subscribers.upsert(f"r{i}@example.org", language="en")
+        ids = sorted(store.subscribers.by_email(f"r{i}@example.org").id for i in range(6))  # type: ignore[union-attr]
+        store.subscribers.upsert("gone@example.org", language="en", status=SubscriberStatus.UNSUBSCRIBED)
+        digest = make_digest(store)
+        with store.engine.begin() as connection:  # one row there already, as after a killed fill
+            connection.execute(deliveries.insert().values(digest_id=digest, subscriber_id=ids[3], status="sent",
+                                                          attempts=1, updated_at=datetime.now(UTC)))
+        assert store.deliveries.enqueue(digest, "en") == 5
+        assert store.deliveries.enqueue(digest, "en") == 0  # again: nothing added, nothing raised
+        with store.engine.connect() as connection:
+            rows = connection.execute(select(deliveries.c.subscriber_id, deliveries.c.status)
+                                      .where(deliveries.c.digest_id == digest).order_by(deliveries.c.id)).all()
+        assert [r.subscriber_id for r in rows] == [ids[3], *(i for i in ids if i != ids[3])]
+        assert dict(rows)[ids[3]] == "sent"  # the existing row was left alone
+    finally:
+        store.close()
+
+
+def test_postgres_store_keeps_the_servers_synchronous_commit(postgres_url: str) -> None:
+    store = Store.open(postgres_url)
+    plain = create_engine(postgres_url)
+    try:
+        with store.engine.connect() as ours, plain.connect() as theirs:
+            setting = ours.execute(text("SHOW synchronous_commit")).scalar_one()
+            assert setting == theirs.execute(text("SHOW synchronous_commit")).scalar_one()
+    finally:
+        store.close()
+        plain.dispose()
+
+
+def test_two_fills_racing_on_postgres_do_not_collide(postgres_url: str) -> None:
+    """A fill that meets a row another transaction is inserting waits for it, then skips it (no unique violation)."""
+    store = Store.open(postgres_url)
+    try:
+        for i in range(4):
+            store.subscribers.upsert(f"r{i}@example.org", language="en")
+        first = store.subscribers.by_email("r0@example.org")
+        assert first is not None
+        digest = make_digest(store)
+        other = store.engine.connect()
+        other.begin()
+        other.execute(deliveries.insert().values(digest_id=digest, subscriber_id=first.id, status="pending",
+                                                 attempts=0, updated_at=datetime.now(UTC)))
+        result: dict[str, object] = {}
+
+        def fill() -> None:
+            try:
+                result["added"] = store.deliveries.enqueue(digest, "en")
+            except Exception as exc:  # what the test looks for
+                result["error"] = exc
+
+        thread = threading.Thread(target=fill)
+        thread.start()
+        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+        with store.engine.connect() as watcher:
+            deadline = time.monotonic() + 30
+            while watcher.execute(waiting).scalar_one() == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert watcher.execute(waiting).scalar_one() == 1, "the fill never waited for the other insert"
+        other.commit()
+        other.close()
+        thread.join(30)
+        assert result == {"added": 3}
+    finally:
+        store.close()
