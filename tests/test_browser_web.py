@@ -155,7 +155,7 @@ def test_subscribe_confirm_receive_unsubscribe_in_a_browser(browser: object, sit
     assert subscriber is not None and subscriber.status is SubscriberStatus.PENDING
 
     # 2. the confirmation arrives over SMTP; its link opens a page that asks, and the click confirms
-    assert site.smtp.wait_for(1, timeout=10), "no confirmation email reached the SMTP server"
+    assert site.smtp.wait_for(1, timeout=60), "no confirmation email reached the SMTP server"
     confirmation = site.smtp.messages[0]
     assert confirmation.rcpt_tos == ("reader@example.org",)
     message = _parse(confirmation.data)
