@@ -1,14 +1,12 @@
 """The digest renderer: Jinja2 -> MJML -> inlined HTML, plain text, RTL, dark mode, overrides, goldens.
 
-Golden files live in tests/golden/email/; after an intended change run
-UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_render_email.py tests/test_render_message.py
-and review the diff.
+Golden files live in tests/golden/email/, compared by tests.support.golden.assert_golden (after an
+intended change: UPDATE_GOLDEN=1 rewrites and fails; review the diff, run again; refused under CI).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import date, datetime
 from html.parser import HTMLParser
@@ -22,6 +20,7 @@ from publisher.models import Article
 from publisher.render.email import DigestRenderer
 from publisher.render.slots import Slot, fill_slots, token
 from publisher.render.templates import autoescape_for, make_environment
+from tests.support.golden import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "email"
 DAY = date(2024, 12, 2)
@@ -100,13 +99,7 @@ def parse(html: str) -> Collector:
 
 
 def check_golden(name: str, actual: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.write_text(actual, encoding="utf-8", newline="")
-    assert path.exists(), f"{path} missing: run with UPDATE_GOLDEN=1 once and review it"
-    assert actual == path.read_text(encoding="utf-8"), (
-        f"{name} differs from the golden file (UPDATE_GOLDEN=1)"
-    )
+    assert_golden(GOLDEN / name, actual)
 
 
 # --- environment ----------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import re
 from datetime import UTC, date, datetime
 from email.header import decode_header, make_header
@@ -21,6 +20,7 @@ from publisher.render.email import DigestRenderer
 from publisher.render.message import MessageTemplate, encode_qp_piece
 from publisher.render.slots import fill_slots
 from publisher.render.templates import make_environment
+from tests.support.golden import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "email"
 DAY = date(2024, 12, 2)
@@ -320,8 +320,4 @@ def test_golden_eml() -> None:
     data = template().personalize(recipient())
     blanked = re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: ", data)
     blanked = re.sub(rb"\r\nMessage-ID: [^\r]*", b"\r\nMessage-ID: ", blanked)
-    path = GOLDEN / "ar.eml"
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.write_bytes(blanked)
-    assert path.exists(), f"{path} missing: run with UPDATE_GOLDEN=1 once and review it"
-    assert blanked == path.read_bytes(), "ar.eml differs from the golden file (UPDATE_GOLDEN=1 to update)"
+    assert_golden(GOLDEN / "ar.eml", blanked)
