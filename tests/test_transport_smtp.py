@@ -143,6 +143,24 @@ def test_a_non_ascii_recipient_goes_out_with_smtputf8(server: RecordingSmtpServe
     assert server.messages[0].rcpt_tos == ("أحمد@example.test",)
 
 
+def test_a_non_ascii_recipient_is_refused_for_good_by_a_server_without_smtputf8(pipelining: bool) -> None:
+    with RecordingSmtpServer(smtputf8=False, pipelining=pipelining) as server:
+        with SmtpTransport(server.settings()) as transport:
+            report = transport.send(messages("a@example.test", "أحمد@example.test", "b@example.test"))
+        ehlo = smtplib.SMTP(server.host, server.port, local_hostname="probe.test", timeout=10)
+        try:
+            ehlo.ehlo()
+            assert not ehlo.has_extn("smtputf8"), "the server under test really lacks SMTPUTF8"
+        finally:
+            ehlo.quit()
+    first, arabic, last = report.results
+    assert first.ok and last.ok
+    assert (arabic.ok, arabic.temporary) == (False, False)  # no retry can help: that server cannot take it
+    assert "SMTPUTF8" in (arabic.error or "") and "أحمد@example.test" in (arabic.error or "")
+    assert [m.rcpt_tos for m in server.messages] == [("a@example.test",), ("b@example.test",)]
+    assert server.connections == 2  # the transport's one connection, the probe's; no reconnect for the refusal
+
+
 # --- refusals ------------------------------------------------------------------------------------
 
 

@@ -90,6 +90,7 @@ class RecordingSmtpServer:
         on_message: Callable[[ReceivedMessage], None] | None = None,
         port: int = 0,
         hold_after: int | None = None,
+        smtputf8: bool = True,
     ) -> None:
         """certificate (or certificate_dir to make one in) is needed for TLS; auth = (user, password)."""
         self.delay = delay
@@ -101,6 +102,7 @@ class RecordingSmtpServer:
         self.pipelining = pipelining
         self.on_message = on_message
         self.hold_after = hold_after
+        self.smtputf8 = smtputf8  # offer SMTPUTF8 (non-ASCII addresses) or not
         self._released = threading.Event()
         self._holding = threading.Event()
         self._scripts = {
@@ -329,7 +331,8 @@ class RecordingSmtpServer:
         return scripted.reply
 
     def _make_controller(self, port: int) -> Controller:
-        kwargs: dict[str, Any] = {"server_hostname": "recording.test", "ready_timeout": 10.0}
+        kwargs: dict[str, Any] = {"server_hostname": "recording.test", "ready_timeout": 30.0,
+                                  "enable_SMTPUTF8": self.smtputf8}
         if self.auth is not None:
             kwargs["authenticator"] = self._authenticate
             # aiosmtpd counts only STARTTLS as TLS for AUTH; implicit TLS is encrypted from the start
