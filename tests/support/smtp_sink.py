@@ -126,6 +126,7 @@ class SmtpSinkProcess:
         self.final_line = ""
         self.held_at: int | None = None  # messages accepted when the hold began (from "HOLDING <n>")
         self._stderr: IO[str] | None = None
+        self._stderr_text = ""  # what it wrote, kept when the file is closed at stop()
         self._lines: list[str] = []
         self._ready = threading.Event()
         self._holding = threading.Event()
@@ -186,7 +187,13 @@ class SmtpSinkProcess:
             process.wait()
         if self._reader is not None:
             self._reader.join(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
         self.final_line = self._lines[-1] if self._lines else ""
+        if self._stderr is not None:
+            self._stderr_text = self.stderr_text()
+            self._stderr.close()
+            self._stderr = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -203,7 +210,7 @@ class SmtpSinkProcess:
     def stderr_text(self) -> str:
         """What the sink wrote to stderr so far (tracebacks, aiosmtpd warnings)."""
         if self._stderr is None:
-            return ""
+            return self._stderr_text
         self._stderr.seek(0)
         return self._stderr.read()
 
