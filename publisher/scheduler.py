@@ -48,7 +48,7 @@ MAX_SLOTS = 20_000
 JobKind = Literal["collect", "feeds", "digest"]
 
 
-class CrontabTrigger(BaseTrigger):
+class CrontabTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
     """A crontab line in a time zone, with cron's meaning (see the module docstring)."""
 
     def __init__(self, spec: CronSpec, zone: ZoneInfo) -> None:
@@ -69,7 +69,7 @@ class CrontabTrigger(BaseTrigger):
         candidates = [t for t in (trigger.get_next_fire_time(previous_fire_time, now) for trigger in self._triggers) if t]
         if not candidates:
             return None
-        chosen = min(candidates, key=lambda t: t.astimezone(UTC))
+        chosen: datetime = min(candidates, key=lambda t: t.astimezone(UTC))
         if self._fixed_hour and _second_occurrence(chosen, self.zone):
             # CronTrigger fires a time repeated by the fall-back change twice; cron runs it once
             return self.get_next_fire_time(chosen, chosen)

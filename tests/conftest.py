@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -30,6 +31,23 @@ def require(condition: bool, reason: str) -> None:
     if UNDER_CI:
         pytest.fail(f"required under CI: {reason}")
     pytest.skip(reason)
+
+
+def official_mjml() -> str | None:
+    """The official MJML compiler (npm mjml): $MJML_CLI (scripts/test sets it), else `mjml` beside node."""
+    configured = os.environ.get("MJML_CLI")
+    if configured:
+        return configured if Path(configured).exists() else None
+    return shutil.which("mjml") if shutil.which("node") else None
+
+
+@pytest.fixture(scope="session")
+def mjml_cli() -> str:
+    """The path of the official mjml CLI; a skip on a user's machine without it, a failure under CI."""
+    cli = official_mjml()
+    require(cli is not None, "the official mjml CLI is not installed (npm install mjml@5; set MJML_CLI)")
+    assert cli is not None
+    return cli
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,17 @@ def import_subscribers(directory: Path, rows: list[tuple[str, str, str]]) -> Non
 
 
 def smtp_transport(port: int) -> str:
-    return f"kind: smtp\n    host: 127.0.0.1\n    port: {port}\n    security: none\n    timeout: 10"
+    # the timeout outlasts any hold a test puts on the sink (tests.support.smtp_sink --hold-after)
+    return f"kind: smtp\n    host: 127.0.0.1\n    port: {port}\n    security: none\n    timeout: 90"
+
+
+def wait_for_line(path: Path, text: str, timeout: float = 60.0) -> None:
+    """Wait (with a bound) until `text` appears in the file a subprocess writes its output to."""
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(encoding="utf-8", errors="replace"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {text!r} in {path}:\n{path.read_text(encoding='utf-8', errors='replace')}")
+        time.sleep(0.05)
 
 
 def test_daily_run_delivers_both_editions_and_feeds(tmp_path: Path, feed_server: str) -> None:
@@ -141,20 +151,19 @@ def test_demo_config_runs_with_no_server(tmp_path: Path) -> None:
 def test_sigkill_mid_send_then_rerun_delivers_everyone_once(tmp_path: Path) -> None:
     recipients = [(f"reader{i:02d}@example.org", f"Reader {i}", "en") for i in range(40)]
     record = tmp_path / "received.txt"
-    with SmtpSinkProcess(record=record, delay=0.05) as sink:
+    # the sink accepts 12 messages and holds the 13th: the kill lands mid-send, by construction
+    with SmtpSinkProcess(record=record, hold_after=12) as sink:
         write_config(tmp_path, transport=smtp_transport(sink.port))
         import_subscribers(tmp_path, recipients)
         run = subprocess.Popen(
             [*PUBLISHER, "run", "--date", "2024-12-02", "--config", "config.yaml"],
             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(read_record(record)) < 12:
-            time.sleep(0.02)
+        assert sink.wait_holding() == 12
         os.kill(run.pid, signal.SIGKILL)
-        run.wait()
-        at_kill = len(read_record(record))
-        assert 12 <= at_kill < 40, "the kill must land mid-send"
+        run.wait(60)
+        assert len(read_record(record)) == 12
+        sink.release()  # the held message may be accepted too: it is the one in flight
         result = publisher("run", "--date", "2024-12-02", "--config", "config.yaml", cwd=tmp_path, timeout=180)
         assert result.returncode in (0, 1), result.stderr
     received = Counter(rcpt for rcpt, _ in read_record(record) if rcpt.startswith("reader"))
@@ -167,22 +176,22 @@ def test_sigkill_mid_send_then_rerun_delivers_everyone_once(tmp_path: Path) -> N
 def test_sigterm_mid_send_stops_cleanly_and_rerun_finishes(tmp_path: Path) -> None:
     recipients = [(f"reader{i:02d}@example.org", f"Reader {i}", "en") for i in range(30)]
     record = tmp_path / "received.txt"
-    with SmtpSinkProcess(record=record, delay=0.05) as sink:
+    output = tmp_path / "run.log"
+    with SmtpSinkProcess(record=record, hold_after=8) as sink:
         write_config(tmp_path, transport=smtp_transport(sink.port))
         import_subscribers(tmp_path, recipients)
-        run = subprocess.Popen(
-            [*PUBLISHER, "run", "--date", "2024-12-02", "--config", "config.yaml"],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(read_record(record)) < 8:
-            time.sleep(0.02)
-        run.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        output, _ = run.communicate(timeout=20)
-        assert time.monotonic() - started < 5, "SIGTERM must stop the send within seconds"
-        assert run.returncode == 130, output
-        assert "interrupted" in output
+        with output.open("wb") as log:
+            run = subprocess.Popen(
+                [*PUBLISHER, "run", "--date", "2024-12-02", "--config", "config.yaml"],
+                cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+            )
+            assert sink.wait_holding() == 8  # the 9th message is in flight
+            run.send_signal(signal.SIGTERM)
+            wait_for_line(output, "signal SIGTERM: finishing the message in flight")
+            sink.release()
+            assert run.wait(60) == 130, output.read_text(encoding="utf-8")
+        assert "interrupted" in output.read_text(encoding="utf-8")
+        assert len(read_record(record)) == 9, "the message in flight is finished, no other is begun"
         result = publisher("run", "--date", "2024-12-02", "--config", "config.yaml", cwd=tmp_path, timeout=180)
         assert result.returncode == 0, result.stdout + result.stderr
     received = Counter(rcpt for rcpt, _ in read_record(record) if rcpt.startswith("reader"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -19,6 +18,7 @@ from publisher.config import FeedSettings, SiteSettings
 from publisher.models import Article, FeedFile, StoredArticle
 from publisher.render.feeds.build import build_feed, build_feed_files
 from publisher.render.feeds.model import EMPTY_FEED_UPDATED, atom_id
+from tests.support.golden import assert_golden
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 GOLDEN = Path(__file__).parent / "golden" / "feeds"
@@ -528,15 +528,10 @@ def test_rss_meets_the_rss_2_0_requirements() -> None:
 
 @pytest.mark.parametrize("name", ["en.atom.xml", "en.rss.xml", "ar.atom.xml", "ar.rss.xml"])
 def test_golden_files(name: str) -> None:
-    """Regenerate with UPDATE_GOLDEN=1 after a deliberate change, then read the diff."""
+    """After a deliberate change: UPDATE_GOLDEN=1 rewrites (and fails), then read the diff (tests.support.golden)."""
     language = name.split(".")[0]
     content = build(english() + arabic(), language=language)[name].content
-    golden = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_bytes(content)
-    assert golden.exists(), f"{golden} is missing: run UPDATE_GOLDEN=1 pytest {__file__}"
-    assert content == golden.read_bytes()
+    assert_golden(GOLDEN / name, content)
 
 
 # --- subtitle -----------------------------------------------------------------------------------

@@ -334,3 +334,39 @@ def test_ten_suppressed_readers_in_a_row_do_not_stop_the_send(config_factory: An
         assert outcome.send.error is None
     finally:
         store.close()
+
+
+# --- answers that do not match the batch -----------------------------------------------------------
+
+
+def test_an_answer_with_an_entry_missing_is_matched_by_recipient(
+    server: PostmarkServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Postmark answers two entries, in the wrong order, for three messages
+    server.reshape_next(lambda entries: [entries[2], entries[0]])
+    batch = [sample_message(n, f"reader{n}@example.org") for n in (1, 2, 3)]
+    with caplog.at_level("WARNING"), transport_for(server) as transport:
+        results = transport.send(batch).results
+    [request] = server.received
+    by_address = {entry["To"]: entry["MessageID"] for entry in request.answer}
+    assert [r.delivery_id for r in results] == [1, 2, 3]
+    assert (results[0].ok, results[2].ok) == (True, True)
+    assert results[0].provider_message_id == by_address["reader1@example.org"]
+    assert results[2].provider_message_id == by_address["reader3@example.org"]
+    # no entry for the second: it may or may not have gone out, so it is not marked sent (nor failed)
+    assert (results[1].ok, results[1].temporary) == (False, True)
+    assert "no result for this message" in (results[1].error or "")
+    assert "answered 2 entries for 3 messages" in caplog.text
+
+
+def test_an_answer_with_more_entries_than_messages_gives_each_its_own(server: PostmarkServer) -> None:
+    stray = {"ErrorCode": 0, "Message": "OK", "MessageID": "not-ours", "To": "someone.else@example.org"}
+    server.reshape_next(lambda entries: [stray, entries[1], entries[0]])
+    batch = [sample_message(n, f"reader{n}@example.org") for n in (1, 2)]
+    with transport_for(server) as transport:
+        results = transport.send(batch).results
+    answer = {entry["To"]: entry["MessageID"] for entry in server.received[0].answer}
+    assert [(r.ok, r.provider_message_id) for r in results] == [
+        (True, answer["reader1@example.org"]),
+        (True, answer["reader2@example.org"]),
+    ]

@@ -118,7 +118,7 @@ def test_server_errors_are_temporary_and_too_large_is_permanent(server: SendGrid
 
 
 def test_a_timeout_is_temporary(server: SendGridServer) -> None:
-    server.fail_next(202, delay=1.0)
+    server.fail_next(202, hold=True)
     with transport_for(server, timeout=0.3) as transport:
         [result] = transport.send([sample_message(1, "a@example.org")]).results
     assert (result.ok, result.temporary) == (False, True)

@@ -1,8 +1,7 @@
 """The digest renderer: Jinja2 -> MJML -> inlined HTML, plain text, RTL, dark mode, overrides, goldens.
 
-Golden files live in tests/golden/email/; after an intended change run
-UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_render_email.py tests/test_render_message.py
-and review the diff.
+Golden files live in tests/golden/email/, compared by tests.support.golden.assert_golden (after an
+intended change: UPDATE_GOLDEN=1 rewrites and fails; review the diff, run again; refused under CI).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from publisher.models import Article
 from publisher.render.email import DigestRenderer
 from publisher.render.slots import Slot, fill_slots, token
 from publisher.render.templates import PACKAGED_TEMPLATES, autoescape_for, make_environment
-from tests.support.golden_email import check_golden
+from tests.support.golden import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "email"
 DAY = date(2024, 12, 2)
@@ -97,6 +96,10 @@ def parse(html: str) -> Collector:
     collector = Collector()
     collector.feed(html)
     return collector
+
+
+def check_golden(name: str, actual: str) -> None:
+    assert_golden(GOLDEN / name, actual)
 
 
 # --- environment ----------------------------------------------------------------------------------

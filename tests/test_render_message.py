@@ -20,7 +20,7 @@ from publisher.render.email import DigestRenderer
 from publisher.render.message import MessageTemplate, encode_qp_piece
 from publisher.render.slots import fill_slots
 from publisher.render.templates import make_environment
-from tests.support.golden_email import check_golden
+from tests.support.golden import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "email"
 DAY = date(2024, 12, 2)
@@ -322,4 +322,4 @@ def test_golden_eml() -> None:
     data = template().personalize(recipient())
     blanked = re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: ", data)
     blanked = re.sub(rb"\r\nMessage-ID: [^\r]*", b"\r\nMessage-ID: ", blanked)
-    check_golden("ar.eml", blanked)
+    assert_golden(GOLDEN / "ar.eml", blanked)

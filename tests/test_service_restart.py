@@ -1,13 +1,14 @@
-"""SIGTERM and SIGKILL in the middle of a send (a slow SMTP server), then a restart.
+"""SIGTERM and SIGKILL in the middle of a send, then a restart.
 
-Every subscriber gets the digest exactly once; after SIGKILL only the message in flight may arrive
-twice, and the restarted service waits for the dead process's lease to run out before sending.
+"The middle" is not a moment on a clock: the SMTP sink accepts HELD messages, then holds its answer
+to the next one until the test releases it, so the signal lands while exactly that message is in
+flight. Every subscriber gets the digest exactly once; after SIGKILL only the message in flight may
+arrive twice, and the restarted service takes the dead process's lease over at once.
 """
 
 from __future__ import annotations
 
 import signal
-import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from tests.test_service_sending import received, sending_site, wait_until
 pytestmark = pytest.mark.slow
 
 SUBSCRIBERS = 60
-DELAY = 0.05  # seconds per message at the server: the whole send takes about 3 s
+HELD = 10  # messages the sink accepts before it holds the next one
 
 
 def open_store(path: Path) -> tuple[Store, int]:
@@ -34,16 +35,20 @@ def open_store(path: Path) -> tuple[Store, int]:
     return store, record.id
 
 
-def test_sigterm_mid_send_stops_within_seconds_and_a_restart_completes_the_digest(tmp_path: Path) -> None:
+def test_sigterm_mid_send_stops_after_the_message_in_flight_and_a_restart_completes_the_digest(
+    tmp_path: Path,
+) -> None:
     record = tmp_path / "received.txt"
-    with SmtpSinkProcess(record=record, delay=DELAY) as sink:
+    with SmtpSinkProcess(record=record, hold_after=HELD) as sink:
         path, emails = sending_site(tmp_path, smtp_port=sink.port, subscribers=SUBSCRIBERS)
         with ServeProcess(path, name="first") as first:
-            wait_until(lambda: len(received(record)) >= 10, 20, "the send to start")
-            code, seconds = first.signal(signal.SIGTERM)
-        assert code == 0 and seconds < 3, first.text()[-2000:]
+            assert sink.wait_holding() == HELD
+            first.send(signal.SIGTERM)
+            first.wait_for(r"serve: SIGTERM received")  # the stop is requested before the held reply comes
+            sink.release()
+            assert first.wait() == 0, first.text()[-2000:]
         at_stop = len(received(record))
-        assert at_stop < len(emails)
+        assert at_stop == HELD + 1, "the message in flight is finished, no other is begun"
         store, digest_id = open_store(path)
         try:
             digest = store.digests.get(digest_id)
@@ -57,9 +62,8 @@ def test_sigterm_mid_send_stops_within_seconds_and_a_restart_completes_the_diges
 
         with ServeProcess(path, name="second") as second:
             second.wait_for(r"resume: digest en \S+ is sending; completing it")
-            wait_until(lambda: len(received(record)) >= len(emails), 20, "the rest of the digest")
-            time.sleep(0.5)
-            second.signal(signal.SIGTERM)
+            wait_until(lambda: len(received(record)) >= len(emails), 60, "the rest of the digest")
+            assert second.signal(signal.SIGTERM) == 0
     assert sorted(received(record)) == emails
 
 
@@ -69,13 +73,14 @@ def test_sigkill_mid_send_loses_nothing_and_a_restart_takes_over_at_once(
 ) -> None:
     store_url = None if store_kind == "sqlite" else str(request.getfixturevalue("postgres_url"))
     record = tmp_path / "received.txt"
-    with SmtpSinkProcess(record=record, delay=DELAY) as sink:
+    with SmtpSinkProcess(record=record, hold_after=HELD) as sink:
         path, emails = sending_site(tmp_path, smtp_port=sink.port, subscribers=SUBSCRIBERS, store_url=store_url)
         with ServeProcess(path, name="first") as first:
-            wait_until(lambda: len(received(record)) >= 10, 20, "the send to start")
-            first.signal(signal.SIGKILL)
+            assert sink.wait_holding() == HELD
+            assert first.signal(signal.SIGKILL) == -signal.SIGKILL
         at_kill = len(received(record))
-        assert at_kill < len(emails)
+        assert at_kill == HELD
+        sink.release()  # the held message may now be accepted too: it is the one in flight
         store, digest_id = open_store(path)
         try:
             holder, until = store.digests.lease_holder(digest_id)
@@ -83,10 +88,9 @@ def test_sigkill_mid_send_loses_nothing_and_a_restart_takes_over_at_once(
 
             with ServeProcess(path, "--tick-seconds", "0.5", name="second") as second:
                 # the holder's process is gone (same machine): its lease is void at once, no 2-minute wait
-                second.wait_for(r"resume: digest en \S+ is sending; completing it", timeout=10)
-                wait_until(lambda: len(received(record)) >= len(emails), 20, "the rest of the digest")
-                time.sleep(0.5)
-                second.signal(signal.SIGTERM)
+                second.wait_for(r"resume: digest en \S+ is sending; completing it")
+                wait_until(lambda: len(received(record)) >= len(emails), 60, "the rest of the digest")
+                assert second.signal(signal.SIGTERM) == 0
             digest = store.digests.get(digest_id)
             assert digest is not None and digest.status == "done"
             assert [run.status for run in store.jobs.recent(5)] == ["done"]

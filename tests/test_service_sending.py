@@ -35,6 +35,7 @@ EVERY_MINUTE = """schedule:
 
 
 def sending_site(tmp_path: Path, *, smtp_port: int, subscribers: int, store_url: str | None = None) -> tuple[Path, list[str]]:
+    # the SMTP timeout outlasts any hold a test puts on the sink (tests.support.smtp_sink --hold-after)
     """Articles for today (site zone), subscribers, and articles already collected into the store."""
     articles = tmp_path / "articles"
     articles.mkdir()
@@ -50,7 +51,7 @@ def sending_site(tmp_path: Path, *, smtp_port: int, subscribers: int, store_url:
         tmp_path,
         store_url=store_url,
         sources="  - kind: files\n    name: desk\n    path: articles\n",
-        transport=f"kind: smtp\n    host: 127.0.0.1\n    port: {smtp_port}\n    security: none\n    timeout: 10",
+        transport=f"kind: smtp\n    host: 127.0.0.1\n    port: {smtp_port}\n    security: none\n    timeout: 90",
         extra=EVERY_MINUTE,
     )
     config = load_config(path)
@@ -94,17 +95,16 @@ def store_url(request: pytest.FixtureRequest) -> str | None:
 
 def test_two_services_on_one_store_send_each_subscriber_one_digest(tmp_path: Path, store_url: str | None) -> None:
     record = tmp_path / "received.txt"
-    with SmtpSinkProcess(record=record, delay=0.02) as sink:
+    with SmtpSinkProcess(record=record) as sink:
         path, emails = sending_site(tmp_path, smtp_port=sink.port, subscribers=40, store_url=store_url)
         with ServeProcess(path, name="first") as first, ServeProcess(path, name="second") as second:
             for serve in (first, second):
                 serve.wait_for(r"serve: running as pid")
-            wait_until(lambda: len(received(record)) >= len(emails) and digest_status(path) == "done", 30, "the digest")
-            time.sleep(1.0)  # anything sent twice would arrive now
-            logs = first.text() + second.text()
+            wait_until(lambda: len(received(record)) >= len(emails) and digest_status(path) == "done", 60, "the digest")
             for serve in (first, second):
-                code, seconds = serve.signal(signal.SIGTERM)
-                assert code == 0 and seconds < 5
+                assert serve.signal(signal.SIGTERM) == 0
+            logs = first.text() + second.text()
+    # both processes have exited: anything either sent is in the record now
     assert sorted(received(record)) == emails
     assert logs.count("recipients queued") == 1
     assert logs.count(": sending the digest of ") == 1, "one process took the slot"
@@ -112,16 +112,19 @@ def test_two_services_on_one_store_send_each_subscriber_one_digest(tmp_path: Pat
 
 def test_a_manual_run_during_a_send_does_not_send_the_digest_again(tmp_path: Path) -> None:
     record = tmp_path / "received.txt"
-    with SmtpSinkProcess(record=record, delay=0.03) as sink:
+    # the sink accepts 5 messages, then holds the 6th until the manual run has answered
+    with SmtpSinkProcess(record=record, hold_after=5) as sink:
         path, emails = sending_site(tmp_path, smtp_port=sink.port, subscribers=60)
         with ServeProcess(path) as serve:
-            wait_until(lambda: len(received(record)) >= 5, 20, "the send to start")
+            assert sink.wait_holding() == 5
             manual = cli("run", "--config", str(path), cwd=tmp_path)
             assert "being sent by" in manual.stdout, manual.stdout + manual.stderr
-            assert len(received(record)) < len(emails), "the manual run returned while the service was sending"
-            wait_until(lambda: len(received(record)) >= len(emails) and digest_status(path) == "done", 30, "the digest")
+            assert len(received(record)) == 5, "the manual run sent something, or the held send went on"
+            assert digest_status(path) == "sending"
+            sink.release()
+            wait_until(lambda: len(received(record)) >= len(emails) and digest_status(path) == "done", 60, "the digest")
             again = cli("run", "--config", str(path), cwd=tmp_path)
             assert again.returncode == 0, again.stdout + again.stderr
-            time.sleep(0.5)
-            serve.signal(signal.SIGTERM)
+            assert serve.signal(signal.SIGTERM) == 0
+    # the service has exited and the second run returned: the record holds everything either sent
     assert sorted(received(record)) == emails

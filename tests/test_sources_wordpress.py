@@ -404,9 +404,10 @@ def test_password_protected_and_non_object_posts_are_skipped(wordpress: FakeWord
 
 
 def test_timeout_and_refused_connection(canned: LoopbackHttpServer) -> None:
-    canned.route(POSTS_PATH, b"[]", content_type="application/json", delay=1.0)
+    canned.route(POSTS_PATH, b"[]", content_type="application/json", hold=True)
     with pytest.raises(SourceError) as slow:
         fetch(source(canned.url(""), timeout=0.3))
+    assert canned.completed == {}, "the client gave up before the held answer"
     assert "within 0.3 s" in slow.value.reason and "sources[cms].timeout" in slow.value.reason
     with pytest.raises(SourceError) as refused:
         fetch(source(refused_url("")))

@@ -6,10 +6,11 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 
 from publisher.models import Article, DeliveryStatus, SubscriberStatus
 from publisher.selection import day_bounds
-from publisher.store import DigestConflict, Store
+from publisher.store import DigestConflict, Store, schema
 
 DAMASCUS = ZoneInfo("Asia/Damascus")
 
@@ -30,10 +31,25 @@ def local(day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2024, 12, day, hour, minute, tzinfo=DAMASCUS).astimezone(UTC)
 
 
+def schema_versions(store: Store) -> list[int]:
+    with store.engine.connect() as connection:
+        return [row[0] for row in connection.execute(select(schema.schema_version.c.version).order_by("version"))]
+
+
 def test_schema_upgrade_is_idempotent(store: Store, store_url: str) -> None:
-    again = Store.open(store_url)  # a second open must not fail or duplicate the version row
-    again.close()
+    newest = len(schema.MIGRATIONS)
+    assert schema_versions(store) == list(range(1, newest + 1))
+    store.subscribers.upsert("kept@example.org", language="en")
+    for _ in range(2):  # a second and a third open must not fail, migrate again or duplicate the version row
+        again = Store.open(store_url)
+        try:
+            with again.engine.begin() as connection:
+                assert schema.upgrade(connection) == newest
+            assert schema_versions(again) == list(range(1, newest + 1))
+        finally:
+            again.close()
     assert store.ping()
+    assert store.subscribers.by_email("kept@example.org") is not None, "reopening kept the data"
 
 
 def test_upsert_deduplicates_and_newer_version_replaces(store: Store) -> None:

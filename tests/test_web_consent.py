@@ -3,8 +3,6 @@ confirmation email's MJML under the official validator."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,12 +99,9 @@ def test_prune_forgets_old_events_but_keeps_recent_links(store: Store) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("language", ["en", "ar"])
-def test_confirmation_mjml_passes_strict_validation(language: str, tmp_path: Path) -> None:
+def test_confirmation_mjml_passes_strict_validation(language: str, tmp_path: Path, mjml_cli: str) -> None:
     """The official compiler (npm mjml) validates what mjml-python would silently drop."""
-    configured = os.environ.get("MJML_CLI")
-    cli = configured if configured and Path(configured).exists() else (shutil.which("mjml") if shutil.which("node") else None)
-    if cli is None:
-        pytest.skip("the official mjml CLI is not installed (npm install mjml@5; set MJML_CLI)")
+    cli = mjml_cli
     env = make_environment(None)
     site = SiteSettings(name="Levant Today", base_url="https://news.example.org",
                         logo_url="https://news.example.org/logo.png", secret="test-secret-0123456789")

@@ -6,7 +6,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -71,7 +71,7 @@ def _key_node(root: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node |
     if isinstance(parent, yaml.MappingNode):
         for key, _value in parent.value:
             if key.value == loc[-1]:
-                return key
+                return cast(yaml.Node, key)
     return None
 
 

@@ -67,7 +67,7 @@ def slugify(name: str) -> str:
 
 
 def render_markdown(text: str) -> str:
-    return _MARKDOWN.render(text)
+    return str(_MARKDOWN.render(text))
 
 
 class FilesSource:

@@ -13,6 +13,10 @@ RCPT or at the end of DATA, always or a number of times; a 421 reply also closes
 the reply DROP closes it without answering), `pipelining` (offer PIPELINING or not),
 `disconnect_after` (close the connection right after accepting the Nth message, once), TLS ("starttls" or "implicit") with a self-signed certificate, and
 AUTH LOGIN/PLAIN for one fixed user. See smtp_sink.py to run it as a separate process.
+
+A gate instead of a stopwatch: `hold_after=N` accepts N messages, then holds its answer to every
+further DATA until `release()` (or HOLD_BOUND seconds, so nothing hangs for ever). `wait_holding()`
+returns once a message is being held: a test then knows exactly where the sender stands.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from tests.support.tls import Certificate, self_signed_certificate
 
 DROP = "DROP"  # as a scripted reply: close the connection at once, without answering
 LOOPBACK = "127.0.0.1"
+HOLD_BOUND = 120.0  # seconds a held DATA waits for release() at most
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]*>)", re.IGNORECASE | re.MULTILINE)
 
@@ -84,6 +89,8 @@ class RecordingSmtpServer:
         pipelining: bool = True,
         on_message: Callable[[ReceivedMessage], None] | None = None,
         port: int = 0,
+        hold_after: int | None = None,
+        smtputf8: bool = True,
     ) -> None:
         """certificate (or certificate_dir to make one in) is needed for TLS; auth = (user, password)."""
         self.delay = delay
@@ -94,6 +101,10 @@ class RecordingSmtpServer:
         self.queue_ids = queue_ids
         self.pipelining = pipelining
         self.on_message = on_message
+        self.hold_after = hold_after
+        self.smtputf8 = smtputf8  # offer SMTPUTF8 (non-ASCII addresses) or not
+        self._released = threading.Event()
+        self._holding = threading.Event()
         self._scripts = {
             address.lower(): reply if isinstance(reply, Scripted) else Scripted(reply)
             for address, reply in (replies or {}).items()
@@ -103,6 +114,7 @@ class RecordingSmtpServer:
         self._received = 0
         self._connections = 0
         self._logins_refused = 0
+        self._data_started = 0
         if tls != "none" and certificate is None:
             if certificate_dir is None:
                 raise ValueError("TLS needs a certificate or a certificate_dir to make one in")
@@ -117,6 +129,7 @@ class RecordingSmtpServer:
         return self
 
     def stop(self) -> None:
+        self.release()
         self._controller.stop()
 
     def __enter__(self) -> Self:
@@ -174,6 +187,20 @@ class RecordingSmtpServer:
         with self._lock:
             return self._logins_refused
 
+    @property
+    def data_started(self) -> int:
+        """DATA commands whose content arrived (held, refused and accepted ones alike)."""
+        with self._lock:
+            return self._data_started
+
+    def wait_holding(self, timeout: float | None = 30.0) -> bool:
+        """Wait until a DATA is being held (hold_after); False if none was within `timeout`."""
+        return self._holding.wait(timeout)
+
+    def release(self) -> None:
+        """Answer the held DATA and every later one (callable from any thread)."""
+        self._released.set()
+
     def refuse_new_connections(self) -> None:
         """Stop listening (callable from any thread, hooks included); open connections stay."""
         controller = self._controller
@@ -227,6 +254,12 @@ class RecordingSmtpServer:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self._lock:
+            self._data_started += 1
+            hold = self.hold_after is not None and self._received >= self.hold_after
+        if hold and not self._released.is_set():
+            self._holding.set()
+            await asyncio.to_thread(self._released.wait, HOLD_BOUND)
         if self.delay:
             await asyncio.sleep(self.delay)
         for address in envelope.rcpt_tos:
@@ -298,7 +331,8 @@ class RecordingSmtpServer:
         return scripted.reply
 
     def _make_controller(self, port: int) -> Controller:
-        kwargs: dict[str, Any] = {"server_hostname": "recording.test", "ready_timeout": 10.0}
+        kwargs: dict[str, Any] = {"server_hostname": "recording.test", "ready_timeout": 30.0,
+                                  "enable_SMTPUTF8": self.smtputf8}
         if self.auth is not None:
             kwargs["authenticator"] = self._authenticate
             # aiosmtpd counts only STARTTLS as TLS for AUTH; implicit TLS is encrypted from the start

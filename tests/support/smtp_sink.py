@@ -1,14 +1,19 @@
 """The recording SMTP server as a separate process, for tests whose counting must outlive them.
 
-Run:  python -m tests.support.smtp_sink --port 0 --delay 0.05 --record received.txt
+Run:  python -m tests.support.smtp_sink --port 0 --record received.txt [--hold-after 10]
 It prints one line "READY 127.0.0.1 <port>" (flushed) once it accepts connections, appends one line
 "<recipient>\\t<Message-ID>" per accepted recipient to the record file (flushed at once, so a reader
 sees every acceptance even if the sending process is killed with -9), and runs until SIGTERM/SIGINT.
+With --hold-after N it accepts N messages, then holds its answer to the next DATA (printing
+"HOLDING <accepted>") until it receives SIGUSR1: the test decides when a send may go on, no clock does.
 
 From a test, SmtpSinkProcess starts it, waits for READY and stops it:
 
-    with SmtpSinkProcess(record=tmp_path / "received.txt", delay=0.02) as sink:
-        run_publisher_subprocess(smtp_port=sink.port)
+    with SmtpSinkProcess(record=tmp_path / "received.txt", hold_after=10) as sink:
+        sender = start_publisher_subprocess(smtp_port=sink.port)
+        sink.wait_holding()          # exactly 10 accepted, the 11th in flight
+        ...                          # kill or signal the sender, run another command
+        sink.release()
     assert read_record(tmp_path / "received.txt") == [...]
 """
 
@@ -39,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="answer RCPT for ADDRESS with REPLY, e.g. 'a@x.test=550 5.1.1 no such user'")
     parser.add_argument("--disconnect-after", type=int, help="close the connection after the Nth message, once")
     parser.add_argument("--no-pipelining", action="store_true", help="do not offer PIPELINING")
+    parser.add_argument("--hold-after", type=int, metavar="N",
+                        help="after N accepted messages hold every DATA answer until SIGUSR1")
     args = parser.parse_args(argv)
 
     replies: dict[str, str | Scripted] = {}
@@ -61,12 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     server = RecordingSmtpServer(
         port=args.port, delay=args.delay, replies=replies, disconnect_after=args.disconnect_after,
         keep_messages=False, on_message=on_message, pipelining=not args.no_pipelining,
+        hold_after=args.hold_after,
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    signal.signal(signal.SIGUSR1, lambda *_: server.release())
+
+    def announce_hold() -> None:
+        if server.wait_holding(timeout=None):
+            print(f"HOLDING {server.received}", flush=True)
+
     server.start()
     print(f"READY {LOOPBACK} {server.port}", flush=True)
+    threading.Thread(target=announce_hold, daemon=True).start()
     try:
         stopped.wait()
     finally:
@@ -93,7 +108,7 @@ class SmtpSinkProcess:
 
     def __init__(self, *, record: Path | None = None, delay: float = 0.0, port: int = 0,
                  rejects: dict[str, str] | None = None, disconnect_after: int | None = None,
-                 pipelining: bool = True, startup_timeout: float = 15.0) -> None:
+                 pipelining: bool = True, hold_after: int | None = None, startup_timeout: float = 30.0) -> None:
         self.command = [sys.executable, "-m", "tests.support.smtp_sink", "--port", str(port), "--delay", str(delay)]
         if record is not None:
             self.command += ["--record", str(record)]
@@ -103,11 +118,19 @@ class SmtpSinkProcess:
             self.command += ["--disconnect-after", str(disconnect_after)]
         if not pipelining:
             self.command.append("--no-pipelining")
+        if hold_after is not None:
+            self.command += ["--hold-after", str(hold_after)]
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
         self.final_line = ""
+        self.held_at: int | None = None  # messages accepted when the hold began (from "HOLDING <n>")
         self._stderr: IO[str] | None = None
+        self._stderr_text = ""  # what it wrote, kept when the file is closed at stop()
+        self._lines: list[str] = []
+        self._ready = threading.Event()
+        self._holding = threading.Event()
+        self._reader: threading.Thread | None = None
 
     @property
     def host(self) -> str:
@@ -120,16 +143,36 @@ class SmtpSinkProcess:
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
         self.process = subprocess.Popen(self.command, cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE,
                                         stderr=self._stderr, text=True)
-        ready: list[str] = []
-        reader = threading.Thread(target=lambda: ready.append(self._stdout().readline()), daemon=True)
-        reader.start()
-        reader.join(self.startup_timeout)
-        line = ready[0] if ready else ""
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+        self._ready.wait(self.startup_timeout)
+        line = self._lines[0] if self._lines else ""
         if not line.startswith("READY "):
             self.stop()
             raise RuntimeError(f"smtp_sink did not start: {line!r} {self.stderr_text()[-2000:]}")
         self.port = int(line.split()[2])
         return self
+
+    def _read_stdout(self) -> None:
+        for line in self._stdout():
+            self._lines.append(line.strip())
+            if line.startswith("READY "):
+                self._ready.set()
+            elif line.startswith("HOLDING "):
+                self.held_at = int(line.split()[1])
+                self._holding.set()
+        self._ready.set()  # the sink exited: whoever waits for READY looks at what it printed
+
+    def wait_holding(self, timeout: float = 60.0) -> int:
+        """Wait until the sink holds a DATA (hold_after); returns how many it had accepted by then."""
+        if not self._holding.wait(timeout) or self.held_at is None:
+            raise AssertionError(f"the sink held no message within {timeout} s: {self._lines} {self.stderr_text()[-2000:]}")
+        return self.held_at
+
+    def release(self) -> None:
+        """Let the held DATA and every later one be answered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGUSR1)
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -138,11 +181,19 @@ class SmtpSinkProcess:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
         try:
-            out, _ = process.communicate(timeout=10)
+            process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-            out, _ = process.communicate()
-        self.final_line = out.strip().splitlines()[-1] if out.strip() else ""
+            process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+        self.final_line = self._lines[-1] if self._lines else ""
+        if self._stderr is not None:
+            self._stderr_text = self.stderr_text()
+            self._stderr.close()
+            self._stderr = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -159,7 +210,7 @@ class SmtpSinkProcess:
     def stderr_text(self) -> str:
         """What the sink wrote to stderr so far (tracebacks, aiosmtpd warnings)."""
         if self._stderr is None:
-            return ""
+            return self._stderr_text
         self._stderr.seek(0)
         return self._stderr.read()
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -78,6 +79,7 @@ class PostmarkServer:
         self.violations: list[str] = []
         self._refusals: dict[str, int] = {}
         self._script: list[_Scripted] = []
+        self._reshape: list[Callable[[list[Any]], list[Any]]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler_class())
         self._server.daemon_threads = True
@@ -119,6 +121,10 @@ class PostmarkServer:
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         self._script.append(_Scripted(status, times, code if code is not None else status, headers))
 
+    def reshape_next(self, change: Callable[[list[Any]], list[Any]]) -> None:
+        """The next 200 answer's entries pass through `change` (drop, repeat, reorder: what Postmark must not do)."""
+        self._reshape.append(change)
+
     # --- the HTTP side -----------------------------------------------------------------------------
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -154,6 +160,9 @@ class PostmarkServer:
             self.received.append(Received(path, headers, body, status, answer))
             if status == 200 and isinstance(answer, list):
                 self.accepted.extend(m for m, entry in zip(body, answer, strict=True) if entry["ErrorCode"] == 0)
+                if self._reshape:
+                    answer = self._reshape.pop(0)(answer)
+                    self.received[-1] = Received(path, headers, body, status, answer)
         return status, answer_headers, answer
 
     def _decide(self, path: str, headers: dict[str, str], raw: bytes, body: Any) -> tuple[int, dict[str, str], Any]:

@@ -56,7 +56,7 @@ class _Scripted:
     times: int
     headers: dict[str, str] = field(default_factory=dict)
     message: str = ""
-    delay: float = 0.0
+    hold: bool = False  # answer only once the server stops (a client that times out never sees it)
 
 
 class SendGridServer:
@@ -66,6 +66,7 @@ class SendGridServer:
         self._spec = spec
         self._openapi: OpenAPI | None = None
         self.received: list[Received] = []  # every request, in order
+        self._stopping = threading.Event()
         self.accepted: list[Any] = []  # bodies answered 202
         self.violations: list[str] = []  # contract breaches found in requests
         self._refusals: dict[str, tuple[int, str]] = {}
@@ -89,6 +90,7 @@ class SendGridServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -105,8 +107,10 @@ class SendGridServer:
         self._refusals[recipient.lower()] = (status, message)
 
     def fail_next(self, status: int, *, times: int = 1, reset_in: float | None = None, retry_after: int | None = None,
-                  delay: float = 0.0) -> None:
-        """The next `times` requests get `status` (429: with X-RateLimit-* headers; reset_in seconds)."""
+                  hold: bool = False) -> None:
+        """The next `times` requests get `status` (429: with X-RateLimit-* headers; reset_in seconds).
+
+        hold: the answer waits until the server stops (bounded), so only the client's timeout ends the wait."""
         headers: dict[str, str] = {}
         if status == 429:
             reset = int(time.time() + (reset_in if reset_in is not None else 3600))
@@ -115,7 +119,7 @@ class SendGridServer:
             headers["Retry-After"] = str(retry_after)
         messages = {401: "The provided authorization grant is invalid, expired, or revoked", 413: "content too large",
                     429: "too many requests", 500: "internal server error"}
-        self._script.append(_Scripted(status, times, headers, messages.get(status, "error"), delay))
+        self._script.append(_Scripted(status, times, headers, messages.get(status, "error"), hold))
 
     # --- the HTTP side -----------------------------------------------------------------------------
 
@@ -133,14 +137,17 @@ class SendGridServer:
                 raw = self.rfile.read(length)
                 status, headers, body = server._answer(self.path, dict(self.headers.items()), raw)
                 payload = json.dumps(body).encode() if body is not None else b""
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                if payload:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    if payload:
+                        self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test) before this held answer
 
         return Handler
 
@@ -168,7 +175,8 @@ class SendGridServer:
                 if scripted.times <= 0:
                     self._script.pop(0)
         if scripted is not None:
-            time.sleep(scripted.delay)
+            if scripted.hold:
+                self._stopping.wait(60)
             return scripted.status, scripted.headers, _errors(scripted.message)
         problems = self._contract_problems(path, headers, raw, body)
         if problems:
