@@ -31,6 +31,11 @@ class SiteSettings(Settings):
     secret: Annotated[str, Field(min_length=16)] = Field(
         description="signs unsubscribe and confirmation tokens; write it as ${PUBLISHER_SECRET}", repr=False
     )
+    previous_secrets: list[Annotated[str, Field(min_length=16)]] = Field(
+        default_factory=list,
+        description="secrets used before site.secret: links they signed still work; new ones use site.secret",
+        repr=False,
+    )
     unsubscribe_mailto: str | None = None
     section_aliases: dict[str, list[str]] = Field(
         default_factory=dict,

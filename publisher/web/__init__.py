@@ -27,6 +27,7 @@ from publisher.store import Store
 from publisher.web.archive import ArchivePages
 from publisher.web.context import TransportFactory, WebContext
 from publisher.web.feeds import FeedFiles
+from publisher.web.headers import SecurityHeaders, security_headers
 from publisher.web.health import HealthCheck
 from publisher.web.preferences import PreferencesPages
 from publisher.web.strings import choose_language
@@ -87,12 +88,13 @@ def create_app(
         except Exception:
             log.exception("the error page itself failed")
         detail = exc.detail if isinstance(exc, HTTPException) else "Internal Server Error"
-        return PlainTextResponse(f"{detail}\n", status_code=status)
+        # a 500 is answered outside the middlewares: its headers are set here
+        return PlainTextResponse(f"{detail}\n", status_code=status, headers=security_headers())
 
     def store_down(request: Request, exc: Exception) -> Response:
         log.error("store error while answering %s: %s", request.url.path, exc)
         return PlainTextResponse("The service is unavailable; please try again shortly.\n", status_code=503,
-                                 headers={"Retry-After": "60"})
+                                 headers={"Retry-After": "60", **security_headers()})
 
     def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("error while answering %s %s", request.method, request.url.path, exc_info=exc)
@@ -101,5 +103,5 @@ def create_app(
     return Starlette(
         routes=routes,
         exception_handlers={404: http_error, 405: http_error, StoreError: store_down, Exception: unexpected},
-        middleware=[Middleware(BodyLimit)],
+        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit)],
     )
