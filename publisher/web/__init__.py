@@ -25,6 +25,7 @@ from publisher.config import Config
 from publisher.errors import StoreError
 from publisher.store import Store
 from publisher.web.archive import ArchivePages
+from publisher.web.confirmations import ConfirmationWorker
 from publisher.web.context import TransportFactory, WebContext
 from publisher.web.feeds import FeedFiles
 from publisher.web.headers import SecurityHeaders, security_headers
@@ -64,8 +65,9 @@ def create_app(
     """The application. `config` is called on every request (live reload); `transport_factory` builds
     the mail transport for confirmation emails (default: config.mail.transport)."""
     web = WebContext(config, store, transport_factory)
+    confirmations = ConfirmationWorker(web)
     routes = [
-        *SubscribePages(web).routes(),
+        *SubscribePages(web, confirmations).routes(),
         *UnsubscribePages(web).routes(),
         *PreferencesPages(web).routes(),
         *ArchivePages(web).routes(),
@@ -100,8 +102,11 @@ def create_app(
         log.exception("error while answering %s %s", request.method, request.url.path, exc_info=exc)
         return http_error(request, exc)
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={404: http_error, 405: http_error, StoreError: store_down, Exception: unexpected},
         middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit)],
     )
+    app.state.confirmations = confirmations  # tests wait on it: app.state.confirmations.wait()
+    confirmations.start()  # one pass now: what a previous process queued and did not send goes out
+    return app
