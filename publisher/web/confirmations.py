@@ -130,11 +130,15 @@ class ConfirmationWorker:
         config = self.web.config
         if queued.token is None or queued.subscriber_id is None:
             existing = self.web.store.subscribers.by_email(queued.email)
+            allowed = consent.allow("confirm-address", email_hash(queued.email),
+                                    limit=config.web.max_confirmations_per_address, window=ADDRESS_WINDOW)
             if existing is not None and existing.status is SubscriberStatus.ACTIVE:
-                consent.finish_confirmation(queued.id)  # already subscribed: nothing to send
+                # already subscribed: nothing is sent, but the mail is rendered all the same, so the
+                # worker's load (which the next request may feel) does not tell this case apart
+                build_confirmation(self.web, config, queued.email, queued.language, existing.id, "unsent")
+                consent.finish_confirmation(queued.id)
                 return
-            if not consent.allow("confirm-address", email_hash(queued.email),
-                                 limit=config.web.max_confirmations_per_address, window=ADDRESS_WINDOW):
+            if not allowed:
                 log.info("confirmation not sent: daily limit of this address reached")
                 consent.finish_confirmation(queued.id)
                 return
@@ -158,24 +162,30 @@ class ConfirmationWorker:
             consent.retry_confirmation(queued.id, datetime.now(UTC) + delay)
 
 
+def build_confirmation(web: WebContext, config: Config, email: str, language: str, subscriber_id: int,
+                       token: str) -> OutgoingMessage:
+    """The complete confirmation message. Raises TemplateError or ValueError when it cannot be made."""
+    edition = web.edition_for(language, config) or config.editions[0]
+    env = web.environment(config)
+    strings = web.strings(language)
+    content = ConfirmationRenderer(env, config.site, language, strings).render(
+        confirm_url=web.url(f"/confirm/{token}"),
+        edition_title=web.edition_title(language, config),
+        name="",  # never the name typed into the form (see the module's doc)
+        expires_hours=config.web.confirm_hours,
+    )
+    domain = config.mail.message_id_domain or _host(config.site.base_url)
+    message_id = f"<confirm.{subscriber_id}.{secrets.token_hex(8)}@{domain}>"
+    data = build_confirmation_message(
+        content, sender=edition.from_address, recipient=email, message_id=message_id, reply_to=edition.reply_to,
+    )
+    return OutgoingMessage(0, parseaddr(edition.from_address)[1], email, message_id, data)
+
+
 def send_confirmation(web: WebContext, config: Config, email: str, language: str, subscriber_id: int, token: str) -> bool:
     """Render and send one confirmation email. Failures are logged, never shown to the visitor."""
-    edition = web.edition_for(language, config) or config.editions[0]
     try:
-        env = web.environment(config)
-        strings = web.strings(language)
-        content = ConfirmationRenderer(env, config.site, language, strings).render(
-            confirm_url=web.url(f"/confirm/{token}"),
-            edition_title=web.edition_title(language, config),
-            name="",  # never the name typed into the form (see the module's doc)
-            expires_hours=config.web.confirm_hours,
-        )
-        domain = config.mail.message_id_domain or _host(config.site.base_url)
-        message_id = f"<confirm.{subscriber_id}.{secrets.token_hex(8)}@{domain}>"
-        data = build_confirmation_message(
-            content, sender=edition.from_address, recipient=email, message_id=message_id, reply_to=edition.reply_to,
-        )
-        message = OutgoingMessage(0, parseaddr(edition.from_address)[1], email, message_id, data)
+        message = build_confirmation(web, config, email, language, subscriber_id, token)
         with web.transport_factory(config) as transport:
             report = transport.send([message])
     except Exception:
