@@ -11,12 +11,13 @@ subscribers the same way.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from starlette.routing import BaseRoute
 
@@ -55,6 +56,15 @@ class MessageRef:
     message_id: str | None = None  # our Message-ID header
     delivery_id: int | None = None  # our ledger row, from custom args, metadata or a tag
     provider_message_id: str | None = None  # the provider's own id, stored in the ledger when sent
+
+
+def read_json(body: bytes | str) -> Any:
+    """json.loads for a provider's body: ValueError for anything that is not JSON, a nesting deep
+    enough to exhaust the parser's recursion included (RecursionError is not a ValueError)."""
+    try:
+        return json.loads(body)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
 
 
 def event_address(value: object) -> str | None:

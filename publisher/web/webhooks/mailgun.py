@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import re
 import time
@@ -44,6 +43,7 @@ from publisher.web.webhooks import (
     apply_event,
     event_address,
     event_detail,
+    read_json,
     until,
 )
 
@@ -122,7 +122,7 @@ class MailgunWebhook:
             log.error("a Mailgun webhook arrived but mail.transport.webhook_signing_key is not set: refused")
             return PlainTextResponse("webhook signing key not configured\n", status_code=403)
         try:
-            payload = json.loads(await request.body())
+            payload = read_json(await request.body())
             signature = payload["signature"]
             timestamp, token, given = signature["timestamp"], signature["token"], signature["signature"]
             if not all(isinstance(value, str | int) and not isinstance(value, bool) for value in (timestamp, token, given)):

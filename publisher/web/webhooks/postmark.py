@@ -28,7 +28,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 from typing import Any
 
@@ -48,6 +47,7 @@ from publisher.web.webhooks import (
     delivery_number,
     event_address,
     event_detail,
+    read_json,
     until,
 )
 
@@ -134,7 +134,7 @@ class PostmarkWebhook:
                                      headers={"WWW-Authenticate": 'Basic realm="publisher webhooks"'})
         body = await request.body()
         try:
-            record = json.loads(body)
+            record = read_json(body)
         except ValueError:
             return PlainTextResponse("body is not JSON\n", status_code=400)
         if not isinstance(record, dict):

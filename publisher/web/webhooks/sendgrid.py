@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -47,6 +46,7 @@ from publisher.web.webhooks import (
     delivery_number,
     event_address,
     event_detail,
+    read_json,
     until,
 )
 
@@ -189,7 +189,7 @@ class SendGridWebhook:
             log.warning("refused a SendGrid event POST from %s: %s", request.client.host if request.client else "?", exc)
             return PlainTextResponse("invalid signature\n", status_code=403)
         try:
-            items = json.loads(payload)
+            items = read_json(payload)
         except ValueError:
             return PlainTextResponse("body is not JSON\n", status_code=400)
         if not isinstance(items, list):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import re
 import threading
@@ -53,6 +52,7 @@ from publisher.web.webhooks import (
     delivery_number,
     event_address,
     event_detail,
+    read_json,
     until,
 )
 
@@ -233,7 +233,7 @@ class SesWebhook:
             log.error("an SNS notification arrived but mail.transport.sns_topic_arn is not set: refused")
             return PlainTextResponse("SNS topic not configured\n", status_code=403)
         try:
-            message = json.loads(await request.body())  # SNS posts JSON as text/plain
+            message = read_json(await request.body())  # SNS posts JSON as text/plain
             if not isinstance(message, dict):
                 raise TypeError("not a JSON object")
         except (ValueError, TypeError) as exc:
@@ -291,7 +291,7 @@ class SesWebhook:
 
     def _notification(self, message: dict[str, Any]) -> Response:
         try:
-            notification = json.loads(message["Message"])
+            notification = read_json(message["Message"])
         except ValueError:
             return PlainTextResponse("ignored: the notification is not SES JSON\n")
         if not isinstance(notification, dict):
