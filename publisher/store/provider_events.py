@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -61,11 +61,11 @@ class ReplayIds:
         return int(result.rowcount or 0)
 
     def count(self, provider: str | None = None) -> int:
-        query = select(replay_ids.c.id)
+        query = select(func.count()).select_from(replay_ids)
         if provider is not None:
             query = query.where(replay_ids.c.provider == provider)
         with self._engine.connect() as connection:
-            return len(connection.execute(query).all())
+            return int(connection.execute(query).scalar_one())
 
 
 @dataclass(frozen=True)
