@@ -72,8 +72,14 @@ def web(tmp_path: Path) -> Iterator[Harness]:
     try:
         yield harness
     finally:
+        stop_worker(harness.client)
         harness.client.close()
         harness.store.close()
+
+
+def stop_worker(client: TestClient) -> None:
+    """Stop the app's confirmation worker: one left polling a closed store would log into later tests."""
+    client.app.state.confirmations.stop()  # type: ignore[attr-defined]
 
 
 def parse(data: bytes) -> EmailMessage:
