@@ -135,7 +135,10 @@ class ConfirmationWorker:
             if existing is not None and existing.status is SubscriberStatus.ACTIVE:
                 # already subscribed: nothing is sent, but the mail is rendered all the same, so the
                 # worker's load (which the next request may feel) does not tell this case apart
-                build_confirmation(self.web, config, queued.email, queued.language, existing.id, "unsent")
+                try:
+                    build_confirmation(self.web, config, queued.email, queued.language, existing.id, "unsent")
+                except Exception:  # a broken template shows when a real one is sent; this one is not
+                    log.debug("rendering an unsent confirmation failed", exc_info=True)
                 consent.finish_confirmation(queued.id)
                 return
             if not allowed:
