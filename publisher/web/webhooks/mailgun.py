@@ -101,7 +101,9 @@ def message_ref(data: dict[str, Any]) -> MessageRef:
     message = data.get("message")
     headers = message.get("headers") if isinstance(message, dict) else None
     message_id = headers.get("message-id") if isinstance(headers, dict) else None
-    return MessageRef(message_id=message_id if isinstance(message_id, str) else None)
+    named = message_id if isinstance(message_id, str) else None
+    # ours (Message-IDs of our digests) or, for anything else, what the ledger keeps as Mailgun's id
+    return MessageRef(message_id=named, provider_message_id=named)
 
 
 class MailgunWebhook:
