@@ -279,7 +279,7 @@ def test_signed_events_change_subscribers(webhook: tuple[TestClient, Store], sig
     payload = json.dumps(EVENTS).encode() + b"\r\n"
     answer = client.post("/webhooks/sendgrid", content=payload, headers=signed(signing_key, payload))
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"received": 7, "applied": 4}
+    assert answer.json() == {"received": 7, "applied": 4, "repeated": 0, "refused": 0}
     assert {name: status(store, f"{name}@example.org") for name in ("hard", "blocked", "spam", "leaver", "dropped", "reader")} == {
         "hard": SubscriberStatus.BOUNCED, "blocked": SubscriberStatus.ACTIVE, "spam": SubscriberStatus.COMPLAINED,
         "leaver": SubscriberStatus.UNSUBSCRIBED, "dropped": SubscriberStatus.BOUNCED, "reader": SubscriberStatus.ACTIVE,

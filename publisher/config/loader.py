@@ -188,6 +188,8 @@ def parse_config(text: str, *, source: str = "config.yaml", base_dir: Path | Non
         raise ConfigError(
             [f"{source}{where}: not valid YAML: {exc.problem} (hint: check indentation and quoting)"]
         ) from exc
+    except yaml.YAMLError as exc:  # a ReaderError (a control character, say) carries no mark
+        raise ConfigError([f"{source}: not valid YAML: {exc} (hint: remove control characters)"]) from exc
     if root is None:
         raise ConfigError([f"{source}: the file is empty (hint: start from the example config.yaml)"])
     missing: list[tuple[str, yaml.Node]] = []

@@ -33,6 +33,11 @@ class SiteSettings(Settings):
     secret: Annotated[str, Field(min_length=16)] = Field(
         description="signs unsubscribe and confirmation tokens; write it as ${PUBLISHER_SECRET}", repr=False
     )
+    previous_secrets: list[Annotated[str, Field(min_length=16)]] = Field(
+        default_factory=list,
+        description="secrets used before site.secret: links they signed still work; new ones use site.secret",
+        repr=False,
+    )
     unsubscribe_mailto: str | None = None
     postal_address: str | None = Field(
         default=None, description="the sender's postal address, shown in every digest's footer (bulk-mail law)"

@@ -49,6 +49,10 @@ def _text(value: object) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []  # "tags": true is a feed's mistake, not our crash
+
+
 def _authors(holder: dict[str, Any]) -> str | None:
     """1.1 has "authors": [...]; 1.0 had "author": {...}."""
     authors = holder.get("authors")
@@ -68,7 +72,7 @@ def _image(entry: dict[str, Any]) -> tuple[str | None, str | None, int | None, s
         url = _text(entry.get(key))
         if url:
             return url, None, None, None
-    for attachment in entry.get("attachments") or []:
+    for attachment in _list(entry.get("attachments")):
         if not isinstance(attachment, dict):
             continue
         kind = (_text(attachment.get("mime_type")) or "").lower()
@@ -93,7 +97,7 @@ def _raw_item(entry: dict[str, Any], index: int, base: str, feed_authors: str | 
         content_html = "<p>" + html.escape(str(entry["content_text"])).replace("\n\n", "</p><p>") + "</p>"
     summary = _text(entry.get("summary"))
     image_url, image_type, image_length, caption = _image(entry)
-    tags = [t for t in entry.get("tags") or [] if _text(t)]
+    tags = [t for t in _list(entry.get("tags")) if _text(t)]
     return RawItem(
         where=f"item {index} {label!r}" if label else f"item {index}",
         url=absolute_http_url(link, base) if link else None,

@@ -1,8 +1,9 @@
 """Consent bookkeeping for the web face: pending sign-ups, open confirmations, abuse limits.
 
-Everything is kept in the existing tables so that it works across processes: a pending subscriber is
-a `subscribers` row with status pending; an open confirmation link and every rate-limited action are
-`rate_events` rows. Keys in rate_events never hold an address or an IP in clear: callers pass hashes.
+Everything is kept in the store so that it works across processes: a pending subscriber is a
+`subscribers` row with status pending; an open confirmation link and every rate-limited action are
+`rate_events` rows (keys never hold an address or an IP in clear: callers pass hashes); a confirmation
+asked for on the form and not yet sent is a `confirmation_outbox` row, claimed by one worker at a time.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from publisher.models import SubscriberStatus
-from publisher.store.schema import rate_events, subscribers, suppressions
+from publisher.store.schema import confirmation_outbox, rate_events, subscribers, suppressions
 from publisher.store.subscribers import email_hash
 
 OPEN_CONFIRMATION = "confirm-open"  # rate_events kind: a confirmation link that may still be used
@@ -28,6 +29,18 @@ CONFIRMATION_RETENTION = timedelta(days=30)
 class PendingSignup:
     subscriber_id: int
     previous_status: SubscriberStatus | None  # None: the address was not on the list (or was forgotten)
+
+
+@dataclass(frozen=True)
+class QueuedConfirmation:
+    id: int
+    email: str
+    name: str
+    language: str
+    sections: tuple[str, ...]
+    attempts: int  # including the one just claimed
+    subscriber_id: int | None  # set once the pending row and the link were made
+    token: str | None
 
 
 def client_key(value: str) -> str:
@@ -206,3 +219,79 @@ class ConsentRepository:
                 rate_events.c.kind == OPEN_CONFIRMATION, rate_events.c.key.like(f"{subscriber_id}:%")
             )
         )
+
+    # --- the confirmation outbox ------------------------------------------------------------------
+
+    def queue_confirmation(
+        self, email: str, *, name: str, language: str, sections: Sequence[str], now: datetime | None = None
+    ) -> None:
+        """One row, whatever the address: the worker decides what (if anything) to send."""
+        now = now or datetime.now(UTC)
+        with self._engine.begin() as connection:
+            connection.execute(
+                confirmation_outbox.insert().values(
+                    email=email, name=name, language=language, sections=",".join(sections), created_at=now,
+                    attempts=0, next_attempt_at=now,
+                )
+            )
+
+    def claim_confirmations(
+        self, *, lease: timedelta, limit: int = 20, now: datetime | None = None
+    ) -> list[QueuedConfirmation]:
+        """Due rows no other worker holds, each now held for `lease` (a worker that died lets go)."""
+        now = now or datetime.now(UTC)
+        free = or_(confirmation_outbox.c.claimed_until.is_(None), confirmation_outbox.c.claimed_until < now)
+        claimed: list[QueuedConfirmation] = []
+        with self._engine.begin() as connection:
+            rows = connection.execute(
+                select(confirmation_outbox)
+                .where(confirmation_outbox.c.next_attempt_at <= now, free)
+                .order_by(confirmation_outbox.c.id)
+                .limit(limit)
+            ).all()
+            for row in rows:
+                taken = connection.execute(
+                    update(confirmation_outbox)
+                    .where(confirmation_outbox.c.id == row.id, free)
+                    .values(claimed_until=now + lease, attempts=confirmation_outbox.c.attempts + 1)
+                )
+                if taken.rowcount:
+                    claimed.append(
+                        QueuedConfirmation(
+                            int(row.id), row.email, row.name, row.language,
+                            tuple(s for s in row.sections.split(",") if s), int(row.attempts) + 1,
+                            row.subscriber_id, row.token,
+                        )
+                    )
+        return claimed
+
+    def link_confirmation(self, queued_id: int, subscriber_id: int, token: str) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(confirmation_outbox)
+                .where(confirmation_outbox.c.id == queued_id)
+                .values(subscriber_id=subscriber_id, token=token)
+            )
+
+    def finish_confirmation(self, queued_id: int) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(delete(confirmation_outbox).where(confirmation_outbox.c.id == queued_id))
+
+    def retry_confirmation(self, queued_id: int, at: datetime) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(confirmation_outbox)
+                .where(confirmation_outbox.c.id == queued_id)
+                .values(next_attempt_at=at, claimed_until=None)
+            )
+
+    def queued_confirmations(self, *, due_by: datetime | None = None) -> int:
+        """How many are waiting (all of them, or those due by `due_by` and not held by a worker)."""
+        query = select(func.count()).select_from(confirmation_outbox)
+        if due_by is not None:
+            query = query.where(
+                confirmation_outbox.c.next_attempt_at <= due_by,
+                or_(confirmation_outbox.c.claimed_until.is_(None), confirmation_outbox.c.claimed_until < due_by),
+            )
+        with self._engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())

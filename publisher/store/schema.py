@@ -204,6 +204,38 @@ rate_events = Table(
     Index("ix_rate_events_kind_key_at", "kind", "key", "at"),
 )
 
+# Provider webhook events already applied (replay protection), kept until they expire: after a restart
+# a captured signature or event id is still refused.
+replay_ids = Table(
+    "replay_ids",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("provider", String(20), nullable=False),
+    Column("replay_id", String(200), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    UniqueConstraint("provider", "replay_id", name="uq_replay_ids_provider_replay_id"),
+    Index("ix_replay_ids_expires_at", "expires_at"),
+)
+
+# Confirmation mails asked for on the subscribe form: queued by the request, sent by a worker, so that
+# every request does the same work whatever the address.
+confirmation_outbox = Table(
+    "confirmation_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    Column("name", Text, nullable=False, default=""),
+    Column("language", String(16), nullable=False),
+    Column("sections", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("claimed_until", UTCDateTime),
+    Column("subscriber_id", Integer),  # set once the pending row and the link exist
+    Column("token", String(200)),
+    Index("ix_confirmation_outbox_next_attempt_at", "next_attempt_at"),
+)
+
 
 # Every change of a subscriber's status, with its reason: the console's history and growth chart.
 # Written by a trigger (below), so every path that changes a status (import, consent pages, webhooks,
@@ -278,7 +310,17 @@ def _click_events(connection: Connection) -> None:
     click_events.create(connection, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection], Any]] = [_initial, _subscriber_events, _click_events]
+def _webhook_replays_and_confirmation_outbox(connection: Connection) -> None:
+    for table in (replay_ids, confirmation_outbox):
+        table.create(connection, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], Any]] = [
+    _initial,
+    _subscriber_events,
+    _click_events,
+    _webhook_replays_and_confirmation_outbox,
+]
 
 
 def upgrade(connection: Connection) -> int:

@@ -27,8 +27,10 @@ from publisher.store import Store
 from publisher.web.admin import AdminPages
 from publisher.web.archive import ArchivePages
 from publisher.web.clicks import ClickRedirects
+from publisher.web.confirmations import ConfirmationWorker
 from publisher.web.context import TransportFactory, WebContext
 from publisher.web.feeds import FeedFiles
+from publisher.web.headers import SecurityHeaders, security_headers
 from publisher.web.health import HealthCheck
 from publisher.web.metrics import MetricsPage
 from publisher.web.preferences import PreferencesPages
@@ -66,8 +68,9 @@ def create_app(
     """The application. `config` is called on every request (live reload); `transport_factory` builds
     the mail transport for confirmation emails (default: config.mail.transport)."""
     web = WebContext(config, store, transport_factory)
+    confirmations = ConfirmationWorker(web)
     routes = [
-        *SubscribePages(web).routes(),
+        *SubscribePages(web, confirmations).routes(),
         *UnsubscribePages(web).routes(),
         *PreferencesPages(web).routes(),
         *ArchivePages(web).routes(),
@@ -93,19 +96,23 @@ def create_app(
         except Exception:
             log.exception("the error page itself failed")
         detail = exc.detail if isinstance(exc, HTTPException) else "Internal Server Error"
-        return PlainTextResponse(f"{detail}\n", status_code=status)
+        # a 500 is answered outside the middlewares: its headers are set here
+        return PlainTextResponse(f"{detail}\n", status_code=status, headers=security_headers())
 
     def store_down(request: Request, exc: Exception) -> Response:
         log.error("store error while answering %s: %s", request.url.path, exc)
         return PlainTextResponse("The service is unavailable; please try again shortly.\n", status_code=503,
-                                 headers={"Retry-After": "60"})
+                                 headers={"Retry-After": "60", **security_headers()})
 
     def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("error while answering %s %s", request.method, request.url.path, exc_info=exc)
         return http_error(request, exc)
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={404: http_error, 405: http_error, StoreError: store_down, Exception: unexpected},
-        middleware=[Middleware(BodyLimit)],
+        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit)],
     )
+    app.state.confirmations = confirmations  # tests wait on it: app.state.confirmations.wait()
+    confirmations.start()  # one pass now: what a previous process queued and did not send goes out
+    return app

@@ -93,10 +93,13 @@ class WebContext:
         return env
 
     def signer(self, config: Config | None = None) -> TokenSigner:
-        return TokenSigner((config or self.config).site.secret)
+        """Signs with site.secret; also verifies links signed with any of site.previous_secrets."""
+        site = (config or self.config).site
+        return TokenSigner(site.secret, previous=site.previous_secrets)
 
     def csrf(self, config: Config | None = None) -> CsrfGuard:
-        return CsrfGuard((config or self.config).site.secret)
+        site = (config or self.config).site
+        return CsrfGuard(site.secret, previous=site.previous_secrets)
 
     def languages(self, config: Config | None = None) -> list[str]:
         return list(dict.fromkeys(e.language for e in (config or self.config).editions))

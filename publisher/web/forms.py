@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
 from starlette.datastructures import FormData
 
+from publisher.names import clean_name
 from publisher.render.strings import UiStrings
 from publisher.render.templates import fill
 
 NAME_LIMIT = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass
@@ -31,11 +30,6 @@ class Choices:
 def field_text(form: FormData, name: str, limit: int = 1000) -> str:
     value = form.get(name)
     return value[:limit] if isinstance(value, str) else ""
-
-
-def clean_name(value: str) -> str:
-    """One line: control and bidi-override characters dropped (they could disguise the name in mail)."""
-    return " ".join(_CONTROL.sub(" ", value).split())
 
 
 def normalized_email(value: str) -> tuple[str | None, str | None]:
@@ -65,7 +59,7 @@ def read_choices(
         else:
             choices.email = address
     raw_name = field_text(form, "name", 2000)
-    choices.name = clean_name(raw_name)
+    choices.name = clean_name(raw_name, limit=2000)  # the one cleaner every entry point uses (publisher.names)
     if len(choices.name) > NAME_LIMIT:
         choices.errors.append(str(strings["error_name"]))
         choices.name = choices.name[:NAME_LIMIT]

@@ -1,9 +1,11 @@
 """Subscribing: the form, the confirmation email (double opt-in) and the confirmation page.
 
 The answer to the form is the same whatever the address (new, pending, active, unsubscribed,
-forgotten), and the email goes out after the answer, so neither the page nor its timing tells a
-visitor whether an address is on the list. Limits per address and per client, kept in the store,
-stop the form from being used to bomb a mailbox.
+forgotten), and so is the work behind it: the request checks the form and the client's limit, and
+queues one row for the confirmation worker (publisher/web/confirmations.py), which decides later and
+elsewhere whether to send. Neither the page nor its timing tells a visitor whether an address is on
+the list. Limits per address and per client, kept in the store, stop the form from being used to
+bomb a mailbox.
 """
 
 from __future__ import annotations
@@ -11,21 +13,17 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import timedelta
-from email.utils import parseaddr
 from typing import Any
 
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from publisher.config import Config
-from publisher.models import OutgoingMessage, SubscriberStatus
-from publisher.render.confirmation import ConfirmationRenderer, build_confirmation_message
+from publisher.models import SubscriberStatus
 from publisher.store.consent import client_key
-from publisher.store.subscribers import email_hash
+from publisher.web.confirmations import ConfirmationWorker
 from publisher.web.context import WebContext, isolate
 from publisher.web.csrf import COOKIE, cookie_nonce, new_nonce, same_origin
 from publisher.web.forms import Choices, field_text, read_choices
@@ -35,7 +33,6 @@ from publisher.web.strings import choose_language
 log = logging.getLogger("publisher.web.subscribe")
 
 CLIENT_WINDOW = timedelta(hours=1)
-ADDRESS_WINDOW = timedelta(days=1)
 PRUNE_EVERY = timedelta(hours=1)
 
 
@@ -45,8 +42,9 @@ def client_address(request: Request) -> str:
 
 
 class SubscribePages:
-    def __init__(self, web: WebContext) -> None:
+    def __init__(self, web: WebContext, confirmations: ConfirmationWorker) -> None:
         self.web = web
+        self.confirmations = confirmations
 
     def routes(self) -> list[Route]:
         return [
@@ -131,60 +129,9 @@ class SubscribePages:
             return response
         if choices.errors:
             return self._form_page(request, language, choices, status_code=400)
-        task = self._request_confirmation(config, choices)
-        return RedirectResponse(f"/subscribe/sent?lang={language}", status_code=303, background=task)
-
-    def _request_confirmation(self, config: Config, choices: Choices) -> BackgroundTask | None:
-        """Prepare the pending row and the link; the mail itself goes out after the answer."""
-        existing = self.web.store.subscribers.by_email(choices.email)
-        if existing is not None and existing.status is SubscriberStatus.ACTIVE:
-            return None  # already subscribed: nothing new to send, and the answer does not say so
-        if not self.web.consent.allow(
-            "confirm-address",
-            email_hash(choices.email),
-            limit=config.web.max_confirmations_per_address,
-            window=ADDRESS_WINDOW,
-        ):
-            log.info("confirmation not sent: daily limit of this address reached")
-            return None
-        pending = self.web.consent.prepare_pending(
-            choices.email, name=choices.name, language=choices.language, sections=choices.sections
-        )
-        ttl = int(config.web.confirm_hours * 3600)
-        token = self.web.signer(config).sign(CONFIRM, pending.subscriber_id, ttl_seconds=ttl)
-        self.web.consent.open_confirmation(pending.subscriber_id, token)
-        return BackgroundTask(self.send_confirmation, config, choices, pending.subscriber_id, token)
-
-    def send_confirmation(self, config: Config, choices: Choices, subscriber_id: int, token: str) -> bool:
-        """Render and send one confirmation email. Failures are logged, never shown (see module doc)."""
-        edition = self.web.edition_for(choices.language, config) or config.editions[0]
-        try:
-            env = self.web.environment(config)
-            strings = self.web.strings(choices.language)
-            content = ConfirmationRenderer(env, config.site, choices.language, strings).render(
-                confirm_url=self.web.url(f"/confirm/{token}"),
-                edition_title=self.web.edition_title(choices.language, config),
-                name=choices.name,
-                expires_hours=config.web.confirm_hours,
-            )
-            domain = config.mail.message_id_domain or _host(config.site.base_url)
-            message_id = f"<confirm.{subscriber_id}.{secrets.token_hex(8)}@{domain}>"
-            data = build_confirmation_message(
-                content, sender=edition.from_address, recipient=choices.email, message_id=message_id,
-                reply_to=edition.reply_to,
-            )
-            message = OutgoingMessage(0, parseaddr(edition.from_address)[1], choices.email, message_id, data)
-            with self.web.transport_factory(config) as transport:
-                report = transport.send([message])
-        except Exception:
-            log.exception("confirmation email for subscriber %d could not be sent", subscriber_id)
-            return False
-        result = report.results[0] if report.results else None
-        if result is None or not result.ok:
-            log.error("confirmation email for subscriber %d refused: %s", subscriber_id, result.error if result else "no result")
-            return False
-        log.info("confirmation email sent to subscriber %d", subscriber_id)
-        return True
+        self.confirmations.request(choices.email, name=choices.name, language=choices.language,
+                                   sections=choices.sections)
+        return RedirectResponse(f"/subscribe/sent?lang={language}", status_code=303)
 
     def _prune_now_and_then(self) -> None:
         if secrets.randbelow(100) == 0:  # about once per hundred posts: old events go, cheaply
@@ -223,7 +170,9 @@ class SubscribePages:
         if subscriber is None:
             return self.web.notice(self._language(request), "gone_title", "gone_text", status_code=404)
         language = subscriber.language
-        values: dict[str, Any] = {"email": isolate(subscriber.email), "edition": isolate(self.web.edition_title(language, config))}
+        # the name typed into the form is shown here, on our page, before the click that makes it theirs
+        shown = f"{subscriber.name} <{subscriber.email}>" if subscriber.name else subscriber.email
+        values: dict[str, Any] = {"email": isolate(shown), "edition": isolate(self.web.edition_title(language, config))}
         preferences = [("preferences_link", link_path(self.web.signer(config), PREFERENCES, subscriber_id))]
         if subscriber.status is SubscriberStatus.ACTIVE:
             return self.web.notice(language, "confirmed_title", "already_confirmed_text", links=preferences, values=values)
@@ -260,5 +209,3 @@ def _hours(value: float) -> int | float:
     return int(value) if float(value).is_integer() else round(value, 1)
 
 
-def _host(url: str) -> str:
-    return url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]

@@ -15,14 +15,19 @@ One JSON object per POST, told apart by RecordType:
   used Postmark's unsubscribe link, or someone suppressed the address) -> unsubscribe. A reactivation
   (SuppressSending false) changes nothing: coming back takes our own confirmed opt-in.
 - Delivery, Open, Click and anything else: acknowledged, ignored.
+
+Postmark sends no timestamp to check. Each record is claimed in the store for REMEMBER_DAYS (by its ID,
+else by a hash of the body), so a retry or a replay changes nothing, after a restart too; a record
+naming one of our deliveries (Metadata delivery_id, or Postmark's MessageID in the ledger) must name
+that delivery's recipient.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
-import json
 import logging
 from typing import Any
 
@@ -33,11 +38,23 @@ from starlette.routing import BaseRoute, Route
 
 from publisher.config import PostmarkSettings
 from publisher.web.context import WebContext
-from publisher.web.webhooks import MailEvent, apply_event
+from publisher.web.webhooks import (
+    MailEvent,
+    MessageRef,
+    RecipientCheck,
+    Replays,
+    apply_event,
+    delivery_number,
+    event_address,
+    event_detail,
+    read_json,
+    until,
+)
 
 log = logging.getLogger("publisher.web.webhooks.postmark")
 
 PATH = "/webhooks/postmark"
+REMEMBER_DAYS = 7
 
 _BOUNCE_KINDS = {"HardBounce": "bounce", "BadEmailAddress": "bounce", "SpamComplaint": "complaint", "Unsubscribe": "unsubscribe"}
 _SUPPRESSION_KINDS = {"HardBounce": "bounce", "SpamComplaint": "complaint", "ManualSuppression": "unsubscribe"}
@@ -75,14 +92,31 @@ def event_for(record: Any) -> MailEvent | None:
         kind = _SUPPRESSION_KINDS.get(str(record.get("SuppressionReason")))
         email = record.get("Recipient")
         detail = f"suppressed on stream {record.get('MessageStream')}: {record.get('SuppressionReason')} by {record.get('Origin')}"
-    if kind is None or not isinstance(email, str) or not email:
+    address = event_address(email)
+    if kind is None or address is None:
         return None
-    return MailEvent("postmark", email, kind, f"{detail} (message {record.get('MessageID')})".strip()[:400])
+    return MailEvent("postmark", address, kind, event_detail(f"{detail} (message {record.get('MessageID')})"))
+
+
+def message_ref(record: dict[str, Any]) -> MessageRef:
+    metadata = record.get("Metadata")
+    delivery = delivery_number(metadata.get("delivery_id")) if isinstance(metadata, dict) else None
+    provider_id = record.get("MessageID")
+    return MessageRef(delivery_id=delivery, provider_message_id=provider_id if isinstance(provider_id, str) else None)
+
+
+def replay_id(record: dict[str, Any], body: bytes) -> str:
+    record_id = record.get("ID")
+    if isinstance(record_id, int | str) and not isinstance(record_id, bool) and str(record_id).isascii():
+        return f"{record.get('RecordType')}:{record_id}"[:200]
+    return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 class PostmarkWebhook:
     def __init__(self, web: WebContext) -> None:
         self.web = web
+        self.replays = Replays(web, "postmark")
+        self.recipients = RecipientCheck(web)
 
     async def receive(self, request: Request) -> Response:
         settings = self.web.config.mail.transport
@@ -98,16 +132,30 @@ class PostmarkWebhook:
                         request.client.host if request.client else "?")
             return PlainTextResponse("authentication required\n", status_code=401,
                                      headers={"WWW-Authenticate": 'Basic realm="publisher webhooks"'})
+        body = await request.body()
         try:
-            record = json.loads(await request.body())
+            record = read_json(body)
         except ValueError:
             return PlainTextResponse("body is not JSON\n", status_code=400)
+        if not isinstance(record, dict):
+            return PlainTextResponse("expected a JSON object\n", status_code=400)
+        return await run_in_threadpool(self._apply, record, body)
+
+    def _apply(self, record: dict[str, Any], body: bytes) -> Response:
+        record_type = record.get("RecordType") if isinstance(record.get("RecordType"), str) else None
         event = event_for(record)
-        applied = False
         if event is not None:
-            applied = await run_in_threadpool(apply_event, self.web.store, event)
-        record_type = record.get("RecordType") if isinstance(record, dict) else None
-        return JSONResponse({"record_type": record_type, "applied": applied})
+            problem = self.recipients.problem(event.email, message_ref(record))
+            if problem is not None:
+                log.warning("Postmark %s record refused: %s", event.kind, problem)
+                return JSONResponse({"record_type": record_type, "applied": False, "refused": problem})
+        fresh, applied = self.replays.applying(
+            replay_id(record, body), until(REMEMBER_DAYS * 86400),
+            lambda: apply_event(self.web.store, event) if event is not None else False,
+        )
+        if not fresh:
+            return JSONResponse({"record_type": record_type, "applied": False, "already_received": True})
+        return JSONResponse({"record_type": record_type, "applied": bool(applied)})
 
 
 def routes(web: WebContext) -> list[BaseRoute]:

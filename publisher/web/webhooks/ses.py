@@ -12,14 +12,17 @@ if that URL is https on the same SNS host: no arbitrary URL is ever fetched.
 What changes a subscriber (through apply_event, like every provider): a Permanent bounce -> bounce
 for each bounced recipient; a complaint (other than feedback type "not-spam") -> complaint.
 Transient and undetermined bounces, deliveries, sends, opens and clicks are acknowledged and ignored.
-A MessageId is handled once; SNS's retries of it answer 200 and change nothing.
+A message whose signed Timestamp is more than MAX_AGE old (or MAX_FUTURE ahead) is refused; a
+MessageId is claimed in the store until then, so SNS's retries and any replay answer 200 "already
+received" and change nothing, after a restart too. A bounce or complaint naming one of our deliveries
+(the publisher_delivery tag, our Message-ID, or SES's message id in the ledger) is applied only to
+that delivery's recipient.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import re
 import threading
@@ -40,13 +43,28 @@ from starlette.routing import BaseRoute, Route
 
 from publisher.config import SesSettings
 from publisher.web.context import WebContext
-from publisher.web.webhooks import MailEvent, SeenIds, apply_event
+from publisher.web.webhooks import (
+    MailEvent,
+    MessageRef,
+    RecipientCheck,
+    Replays,
+    apply_event,
+    delivery_number,
+    event_address,
+    event_detail,
+    read_json,
+    until,
+)
 
 log = logging.getLogger("publisher.web.webhooks.ses")
 
 PATH = "/webhooks/ses"
 FETCH_TIMEOUT = 10.0
-SEEN_MESSAGES = 10_000
+# SNS retries an HTTPS delivery for about a minute by its default policy; a topic with a longer delivery
+# policy should keep it within this window.
+MAX_AGE = 60 * 60
+MAX_FUTURE = 5 * 60
+DELIVERY_TAG = "publisher_delivery"
 _SNS_HOST = re.compile(r"^sns\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 _SIGNED_FIELDS = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
@@ -150,9 +168,10 @@ def events_for(notification: dict[str, Any]) -> list[MailEvent]:
         if bounce.get("bounceType") != "Permanent":
             return []
         return [
-            MailEvent("ses", str(r["emailAddress"]), "bounce",
-                      f"{bounce.get('bounceSubType', '')}: {r.get('diagnosticCode') or r.get('status') or ''}".strip())
-            for r in bounce.get("bouncedRecipients") or [] if isinstance(r, dict) and r.get("emailAddress")
+            MailEvent("ses", address, "bounce",
+                      event_detail(f"{bounce.get('bounceSubType', '')}: {r.get('diagnosticCode') or r.get('status') or ''}"))
+            for r in _list(bounce.get("bouncedRecipients"))
+            if isinstance(r, dict) and (address := event_address(r.get("emailAddress")))
         ]
     if kind == "Complaint":
         complaint = notification.get("complaint") or {}
@@ -160,17 +179,48 @@ def events_for(notification: dict[str, Any]) -> list[MailEvent]:
             return []
         detail = str(complaint.get("complaintFeedbackType") or "complaint")
         return [
-            MailEvent("ses", str(r["emailAddress"]), "complaint", detail)
-            for r in complaint.get("complainedRecipients") or [] if isinstance(r, dict) and r.get("emailAddress")
+            MailEvent("ses", address, "complaint", event_detail(detail))
+            for r in _list(complaint.get("complainedRecipients"))
+            if isinstance(r, dict) and (address := event_address(r.get("emailAddress")))
         ]
     return []
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def message_ref(notification: dict[str, Any]) -> MessageRef:
+    """What the notification's "mail" object says about which message of ours it is."""
+    mail = notification.get("mail")
+    if not isinstance(mail, dict):
+        return MessageRef()
+    tags = mail.get("tags")
+    delivery = delivery_number(tags.get(DELIVERY_TAG)) if isinstance(tags, dict) else None
+    headers = mail.get("commonHeaders")
+    message_id = headers.get("messageId") if isinstance(headers, dict) else None
+    provider_id = mail.get("messageId")
+    return MessageRef(
+        message_id=message_id if isinstance(message_id, str) else None,
+        delivery_id=delivery,
+        provider_message_id=provider_id if isinstance(provider_id, str) else None,
+    )
+
+
+def signed_at(message: dict[str, Any]) -> datetime | None:
+    try:
+        stamp = datetime.fromisoformat(str(message.get("Timestamp", "")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo is not None else None
 
 
 class SesWebhook:
     def __init__(self, web: WebContext, verifier: SnsVerifier | None = None) -> None:
         self.web = web
         self.verifier = verifier or SnsVerifier()
-        self._seen = SeenIds(SEEN_MESSAGES)
+        self.replays = Replays(web, "ses")
+        self.recipients = RecipientCheck(web)
 
     def routes(self) -> list[BaseRoute]:
         return [Route(PATH, self.receive, methods=["POST"])]
@@ -183,7 +233,7 @@ class SesWebhook:
             log.error("an SNS notification arrived but mail.transport.sns_topic_arn is not set: refused")
             return PlainTextResponse("SNS topic not configured\n", status_code=403)
         try:
-            message = json.loads(await request.body())  # SNS posts JSON as text/plain
+            message = read_json(await request.body())  # SNS posts JSON as text/plain
             if not isinstance(message, dict):
                 raise TypeError("not a JSON object")
         except (ValueError, TypeError) as exc:
@@ -197,19 +247,34 @@ class SesWebhook:
         except SnsRejected as exc:
             log.warning("SNS message refused: %s", exc)
             return PlainTextResponse("refused\n", status_code=403)
+        stamp = signed_at(message)
+        now = self.verifier.clock()
+        if stamp is None or not -MAX_FUTURE <= (now - stamp).total_seconds() <= MAX_AGE:
+            return PlainTextResponse("message timestamp too old or in the future\n", status_code=403)
+        keep_until = until(MAX_AGE + MAX_FUTURE, start=stamp)
         message_id = str(message["MessageId"])
-        if message_id in self._seen:
+        if not await run_in_threadpool(self.replays.first_time, message_id, keep_until=keep_until):
             return PlainTextResponse("already received\n")
-        if message["Type"] == "SubscriptionConfirmation":
-            answer = await run_in_threadpool(self._confirm, message, settings.sns_topic_arn)
-        elif message["Type"] == "UnsubscribeConfirmation":
-            log.warning("SNS topic %s unsubscribed this endpoint", message["TopicArn"])
-            answer = PlainTextResponse("noted\n")
-        else:
-            answer = await run_in_threadpool(self._notification, message)
-        if answer.status_code < 300:
-            self._seen.add(message_id)
+        try:
+            if message["Type"] == "SubscriptionConfirmation":
+                answer = await run_in_threadpool(self._confirm, message, settings.sns_topic_arn)
+            elif message["Type"] == "UnsubscribeConfirmation":
+                log.warning("SNS topic %s unsubscribed this endpoint", message["TopicArn"])
+                answer = PlainTextResponse("noted\n")
+            else:
+                answer = await run_in_threadpool(self._notification, message)
+        except Exception:
+            await run_in_threadpool(self._forget, message_id)
+            raise
+        if answer.status_code >= 300:
+            await run_in_threadpool(self._forget, message_id)  # a failed confirmation may come again
         return answer
+
+    def _forget(self, message_id: str) -> None:
+        try:
+            self.replays.release(message_id)
+        except Exception:
+            log.error("SNS message %s could not be forgotten: its retry will be refused", message_id[:60])
 
     def _confirm(self, message: dict[str, Any], topic_arn: str) -> Response:
         url = str(message["SubscribeURL"])
@@ -226,14 +291,23 @@ class SesWebhook:
 
     def _notification(self, message: dict[str, Any]) -> Response:
         try:
-            notification = json.loads(message["Message"])
+            notification = read_json(message["Message"])
         except ValueError:
             return PlainTextResponse("ignored: the notification is not SES JSON\n")
         if not isinstance(notification, dict):
             return PlainTextResponse("ignored\n")
         events = events_for(notification)
-        applied = sum(apply_event(self.web.store, event) for event in events)
-        return PlainTextResponse(f"{len(events)} event(s), {applied} applied\n")
+        ref = message_ref(notification)
+        believed = []
+        for event in events:
+            problem = self.recipients.problem(event.email, ref)
+            if problem is None:
+                believed.append(event)
+            else:
+                log.warning("SES %s event refused: %s", event.kind, problem)
+        applied = sum(apply_event(self.web.store, event) for event in believed)
+        refused = len(events) - len(believed)
+        return PlainTextResponse(f"{len(events)} event(s), {applied} applied, {refused} refused\n")
 
 
 

@@ -252,6 +252,12 @@ class SesServer:
 # --- SNS, as it signs notifications for the webhook -----------------------------------------------
 
 
+def sns_now() -> str:
+    """SNS's Timestamp format, for now (the webhook refuses messages outside its window)."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
 @dataclass
 class SnsSigner:
     """Signs SNS messages with a key of our own; `fetch` stands in for downloading its certificate.
@@ -283,7 +289,7 @@ class SnsSigner:
             "MessageId": message_id,
             "TopicArn": topic_arn or self.topic_arn,
             "Message": json.dumps(ses_event),
-            "Timestamp": "2026-11-25T09:00:00.000Z",
+            "Timestamp": sns_now(),
             "UnsubscribeURL": f"https://sns.{self.region}.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=x",
         }
         if subject is not None:
@@ -300,7 +306,7 @@ class SnsSigner:
             "TopicArn": self.topic_arn,
             "Message": f"You have chosen to subscribe to the topic {self.topic_arn}.",
             "SubscribeURL": url,
-            "Timestamp": "2026-11-25T09:00:00.000Z",
+            "Timestamp": sns_now(),
         }
         return self.sign(message, "1")
 
