@@ -245,6 +245,7 @@ def test_metrics_can_be_for_operators_only_or_off(console: Console) -> None:
         try:
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(f"{server.url}/metrics", timeout=10)
+            refused.value.close()
             assert refused.value.code == expected
         finally:
             server.stop()
