@@ -57,6 +57,11 @@ class StoreSettings(Settings):
     url: str = "sqlite:///var/publisher.db"
 
 
+# What readers see as an article's source ("Levant Agency"): one text, or one per language
+# ({ar: وكالة ليفانت, en: Levant Agency}). Without it: the feed's own title, else the site's name.
+Credit = str | dict[str, str] | None
+
+
 class FeedSourceSettings(Settings):
     kind: Literal["feed"]
     name: Annotated[str, Field(min_length=1)]
@@ -65,6 +70,7 @@ class FeedSourceSettings(Settings):
     section: str | None = None
     timeout: float = Field(default=15.0, gt=0, le=300)
     enabled: bool = True
+    credit: Credit = None
 
 
 class FilesSourceSettings(Settings):
@@ -72,6 +78,7 @@ class FilesSourceSettings(Settings):
     name: Annotated[str, Field(min_length=1)]
     path: str = Field(description="a directory of Markdown (front matter) or JSON articles")
     enabled: bool = True
+    credit: Credit = None
 
 
 class PageSourceSettings(Settings):
@@ -82,6 +89,7 @@ class PageSourceSettings(Settings):
     section: str | None = None
     timeout: float = Field(default=15.0, gt=0, le=300)
     enabled: bool = True
+    credit: Credit = None
 
 
 class WordPressSourceSettings(Settings):
@@ -97,6 +105,17 @@ class WordPressSourceSettings(Settings):
     application_password: str | None = Field(default=None, description="write it as ${ENV_NAME}", repr=False)
     timeout: float = Field(default=15.0, gt=0, le=300)
     enabled: bool = True
+    credit: Credit = None
+
+
+class SelectionSettings(Settings):
+    """Which stored articles may go into a digest."""
+
+    max_age_hours: float = Field(
+        default=48.0,
+        gt=0,
+        description="a late article (first seen after the last digest) older than this is not the day's news",
+    )
 
 
 SourceSettings = Annotated[
@@ -293,6 +312,7 @@ class Config(Settings):
     site: SiteSettings
     store: StoreSettings = Field(default_factory=StoreSettings)
     sources: list[SourceSettings] = Field(default_factory=list)
+    selection: SelectionSettings = Field(default_factory=SelectionSettings)
     editions: list[EditionSettings] = Field(min_length=1)
     feeds: FeedSettings = Field(default_factory=FeedSettings)
     mail: MailSettings = Field(default_factory=MailSettings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -32,6 +33,7 @@ def build_source(
     site_base_url: str,
     site_timezone: str = "UTC",
     default_language: str | None = None,
+    languages: Collection[str] = (),
     session: requests.Session | None = None,
     base_dir: Path | None = None,
 ) -> Source:
@@ -40,6 +42,8 @@ def build_source(
     site_base_url: absolute base for relative URLs in a files source (and its default article URLs).
     site_timezone: IANA name; a date written without an offset is wall-clock time there.
     default_language: used when neither the item, the feed nor the settings name a language.
+    languages: the site's languages (primary subtags): an item whose own markup names no language
+        gets the language of its text among these.
     session: shared HTTP connection pool (the caller closes it); None opens one per fetch.
     base_dir: relative local paths resolve against it (pass the config file's directory);
         None means the current directory.
@@ -53,6 +57,7 @@ def build_source(
             settings,
             site_timezone=zone,
             default_language=default_language,
+            languages=languages,
             session=session,
             base_dir=base_dir,
         )
@@ -64,16 +69,19 @@ def build_source(
             site_base_url=site_base_url,
             site_timezone=zone,
             default_language=default_language,
+            languages=languages,
             base_dir=base_dir,
         )
     if isinstance(settings, PageSourceSettings):
         from publisher.sources.pages import PageSource
 
-        return PageSource(settings, site_timezone=zone, default_language=default_language, session=session)
+        return PageSource(settings, site_timezone=zone, default_language=default_language,
+            languages=languages, session=session)
     if isinstance(settings, WordPressSourceSettings):
         from publisher.sources.wordpress import WordPressSource
 
         return WordPressSource(
-            settings, site_timezone=zone, default_language=default_language, session=session
+            settings, site_timezone=zone, default_language=default_language,
+            languages=languages, session=session
         )
     raise TypeError(f"unknown source settings: {type(settings).__name__}")

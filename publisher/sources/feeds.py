@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
@@ -36,6 +36,7 @@ class FeedSource:
         *,
         site_timezone: tzinfo,
         default_language: str | None = None,
+        languages: Collection[str] = (),
         session: requests.Session | None = None,
         base_dir: Path | None = None,
         clock: Callable[[], datetime] = utc_now,
@@ -44,6 +45,7 @@ class FeedSource:
         self.settings = settings
         self._zone = site_timezone
         self._default_language = default_language
+        self._languages = tuple(languages)
         self._session = session
         self._base_dir = base_dir
         self._clock = clock
@@ -68,8 +70,9 @@ class FeedSource:
             source_name=self.name,
             zone=self._zone,
             now=self._clock(),
-            fallback_language=parsed.language or self.settings.language or self._default_language,
+            fallback_language=self.settings.language or parsed.language or self._default_language,
             language_hint=language_hint,
+            languages=self._languages,
         )
         return SourceResult(
             source_name=self.name,
@@ -77,6 +80,7 @@ class FeedSource:
             etag=fetched.etag,
             last_modified=fetched.last_modified,
             warnings=parsed.warnings + warnings,
+            title=parsed.title,
         )
 
     def _download(self, state: SourceState) -> Download:

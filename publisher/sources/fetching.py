@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
@@ -16,7 +17,22 @@ import urllib3
 from publisher.errors import SourceError
 
 MAX_BYTES = 20 * 1024 * 1024  # a feed or an article page is far smaller; more means something is wrong
-USER_AGENT = "publisher/0.1 (newsletter and feed syndication)"
+
+
+def _version() -> str:
+    try:
+        return version("publisher")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0"
+
+
+def user_agent(site_url: str | None = None) -> str:
+    """publisher/<installed version>, with the site's address when known (who to ask about us)."""
+    about = f"+{site_url}" if site_url else "newsletter and feed syndication"
+    return f"publisher/{_version()} ({about})"
+
+
+USER_AGENT = user_agent()
 _CHUNK = 64 * 1024
 
 

@@ -25,7 +25,7 @@ import html
 import json
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,7 @@ class FilesSource:
         site_base_url: str,
         site_timezone: tzinfo,
         default_language: str | None = None,
+        languages: Collection[str] = (),
         base_dir: Path | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -91,6 +92,7 @@ class FilesSource:
         self._site = site_base_url.rstrip("/")
         self._zone = site_timezone
         self._default_language = default_language
+        self._languages = tuple(languages)
         self.directory = local_path(settings.path, base_dir)
         self._clock = clock
 
@@ -117,6 +119,7 @@ class FilesSource:
             now=self._clock(),
             fallback_language=self._default_language,
             language_hint="add language: en (or ar, ...) to its front matter",
+            languages=self._languages,
         )
         return SourceResult(source_name=self.name, articles=articles, warnings=warnings + normalize_warnings)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime, tzinfo
 from html.parser import HTMLParser
 from typing import Any
@@ -139,6 +139,7 @@ class PageSource:
         *,
         site_timezone: tzinfo,
         default_language: str | None = None,
+        languages: Collection[str] = (),
         session: requests.Session | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -146,6 +147,7 @@ class PageSource:
         self.settings = settings
         self._zone = site_timezone
         self._default_language = default_language
+        self._languages = tuple(languages)
         self._session = session
         self._clock = clock
 
@@ -167,6 +169,7 @@ class PageSource:
             now=self._clock(),
             fallback_language=self.settings.language or self._default_language,
             language_hint=f"the page has no <html lang>; set language: in sources[{self.name}] in config.yaml",
+            languages=self._languages,
         )
         return SourceResult(source_name=self.name, articles=articles, warnings=failures + warnings)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -65,6 +65,7 @@ class WordPressSource:
         *,
         site_timezone: tzinfo,
         default_language: str | None = None,
+        languages: Collection[str] = (),
         session: requests.Session | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -72,6 +73,7 @@ class WordPressSource:
         self.settings = settings
         self._zone = site_timezone
         self._default_language = default_language
+        self._languages = tuple(languages)
         self._session = session
         self._clock = clock
         self._root = site_root(settings.url)
@@ -115,6 +117,7 @@ class WordPressSource:
             now=self._clock(),
             fallback_language=self.settings.language or self._default_language,
             language_hint=f"WordPress posts name none; set language: in sources[{self.name}] in config.yaml",
+            languages=self._languages,
         )
         return SourceResult(
             source_name=self.name,
