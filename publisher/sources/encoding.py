@@ -32,6 +32,8 @@ from ftfy.badness import is_bad
 # More than this share of "messy" characters in the non-ASCII words: mojibake, not text.
 MESS_LIMIT = 0.2
 REPLACEMENT = "\ufffd"
+# charset-normalizer's coherence (how much the decoded words look like a language) needed to trust it.
+MIN_COHERENCE = 0.2
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -42,6 +44,7 @@ _BOMS = (
 )
 _XML_DECLARATION = re.compile(rb"^(\s*<\?xml[^>]*?encoding\s*=\s*[\"'])([A-Za-z0-9._:-]+)([\"'])")
 _NON_ASCII_WORD = re.compile(r"\S*[^\x00-\x7f]\S*")
+_NON_ASCII_BYTES = re.compile(rb"[^\s<>]*[\x80-\xff][^\s<>]*")
 _UNICODE_CODECS = frozenset({"utf-8", "utf-8-sig", "utf-16", "utf-32", "utf-16-le", "utf-16-be"})
 
 
@@ -92,17 +95,22 @@ def decode_body(body: bytes, http_charset: str | None) -> DecodedBody:
             if declared and codec not in declared:
                 return DecodedBody(text, codec, f"the feed declares {named} but is UTF-8; read as UTF-8")
             return DecodedBody(text, codec)
-    best = from_bytes(body).best()
-    if best is not None and best.encoding:
-        text = str(best)
-        if not reads_as_mojibake(text):
-            what = f"declares {named}" if declared else "declares no encoding"
-            return DecodedBody(
-                text,
-                best.encoding,
-                f"the feed {what} but is {best.encoding}; read as {best.encoding} "
-                "(ask its publisher to declare the right charset)",
-            )
+    if _mostly_utf8(body):
+        return DecodedBody(
+            body.decode("utf-8", errors="replace"),
+            "utf-8",
+            "the feed is UTF-8 with some broken bytes; items whose text has them are skipped",
+            reliable=False,
+        )
+    detected = _detect(body)
+    if detected is not None:
+        what = f"declares {named}" if declared else "declares no encoding"
+        return DecodedBody(
+            body.decode(detected),
+            detected,
+            f"the feed {what} but is {detected}; read as {detected} "
+            "(ask its publisher to declare the right charset)",
+        )
     fallback = declared[0] if declared else "utf-8"
     return DecodedBody(
         body.decode(fallback, errors="replace"),
@@ -111,6 +119,28 @@ def decode_body(body: bytes, http_charset: str | None) -> DecodedBody:
         "cannot be decoded are skipped",
         reliable=False,
     )
+
+
+def _mostly_utf8(body: bytes) -> bool:
+    """UTF-8 with a few broken sequences (a bad copy-paste), not another encoding."""
+    text = body.decode("utf-8", errors="replace")
+    broken = text.count(REPLACEMENT)
+    good = sum(1 for ch in text if ord(ch) > 127) - broken
+    return good >= 4 * broken
+
+
+def _detect(body: bytes) -> str | None:
+    """charset-normalizer's verdict on the words that are not ASCII (the markup around them says
+    nothing), when it is confident and the whole body decodes with it."""
+    sample = b" ".join(_NON_ASCII_BYTES.findall(body))[:100_000]
+    best = from_bytes(sample).best()
+    if best is None or not best.encoding or best.coherence < MIN_COHERENCE or best.chaos > MESS_LIMIT / 2:
+        return None
+    try:
+        text = body.decode(best.encoding)
+    except (UnicodeDecodeError, LookupError):
+        return None
+    return None if reads_as_mojibake(text) else str(best.encoding)
 
 
 def as_utf8_document(decoded: DecodedBody) -> bytes:

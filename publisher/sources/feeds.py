@@ -13,7 +13,7 @@ from publisher.errors import SourceError
 from publisher.models import SourceResult, SourceState
 from publisher.sources.fetching import Download, download, is_remote, local_path, read_file
 from publisher.sources.jsonfeed import looks_like_json, parse_json_feed
-from publisher.sources.normalize import RawItem, normalize_items
+from publisher.sources.normalize import RawItem, canonical_url, normalize_items
 from publisher.sources.xmlfeed import FeedParseError, ParsedFeed, parse_xml_feed
 
 ACCEPT = (
@@ -73,6 +73,9 @@ class FeedSource:
             fallback_language=self.settings.language or parsed.language or self._default_language,
             language_hint=language_hint,
             languages=self._languages,
+            # a bare GUID is unique within this feed, whatever the source is called (renaming it
+            # must not make its stories new)
+            id_scope=canonical_url(self.settings.url) if is_remote(self.settings.url) else self.settings.url,
         )
         return SourceResult(
             source_name=self.name,

@@ -146,12 +146,14 @@ def build_article(
     fallback_language: str | None,
     language_hint: str,
     languages: Collection[str] = (),
+    id_scope: str | None = None,
 ) -> tuple[Article, list[str]]:
     """Normalize one item. Raises ItemSkipped (with the reason) when it cannot be an article;
     returns the article and the warnings worth telling the operator.
 
     languages: the site's languages (primary subtags); with them an item without its own language
     markup gets the language of its text. fallback_language: the source's default.
+    id_scope: what a bare GUID ("1234") is unique within (a feed's address); default: the source name.
     """
     warnings: list[str] = []
     url = absolute_http_url(item.url, "") if item.url else None
@@ -188,7 +190,7 @@ def build_article(
     content_html = sanitize_html(item.content_html or item.summary_html or "", base_url=base or url)
     image_url = absolute_http_url(item.image_url, url)
     article = Article(
-        id=stable_id(item.guid, url, source_name=source_name),
+        id=stable_id(item.guid, url, source_name=id_scope or source_name),
         url=url,
         title=title,
         language=language,
@@ -227,6 +229,7 @@ def normalize_items(
     fallback_language: str | None,
     language_hint: str,
     languages: Collection[str] = (),
+    id_scope: str | None = None,
 ) -> tuple[list[Article], list[str]]:
     """Every item that can be an article plus one message for each item not taken (containing
     ": skipped: ") or taken with a caveat.
@@ -247,6 +250,7 @@ def normalize_items(
                 fallback_language=fallback_language,
                 language_hint=language_hint,
                 languages=languages,
+                id_scope=id_scope,
             )
         except ItemSkipped as skipped:
             warnings.append(str(skipped))
