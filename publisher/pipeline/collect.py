@@ -7,13 +7,7 @@ from dataclasses import dataclass, field, replace
 
 import requests
 
-from publisher.config import (
-    Config,
-    FeedSourceSettings,
-    FilesSourceSettings,
-    PageSourceSettings,
-    WordPressSourceSettings,
-)
+from publisher.config import Config
 from publisher.errors import SourceError
 from publisher.models import Article
 from publisher.sources import build_source
@@ -23,8 +17,6 @@ from publisher.sources.normalize import is_skip
 from publisher.store import Store
 
 log = logging.getLogger("publisher.collect")
-
-AnySourceSettings = FeedSourceSettings | FilesSourceSettings | PageSourceSettings | WordPressSourceSettings
 
 # A single transient failure is not worth an alarm; this many in a row is.
 BROKEN_AFTER = 3
@@ -71,12 +63,13 @@ def collect(config: Config, store: Store, *, session: requests.Session | None = 
         state = store.sources.get(settings.name)
         try:
             source = build_source(
-                _resolved(config, settings),
+                settings,
                 site_base_url=config.site.base_url,
                 site_timezone=config.site.timezone,
                 default_language=default_language,
                 languages=languages,
                 session=session,
+                base_dir=config.base_dir,  # paths in source settings are relative to the config file
             )
             result = source.fetch(state)
         except SourceError as exc:
@@ -157,12 +150,3 @@ def with_canonical_sections(articles: list[Article], aliases: dict[str, str]) ->
         else a
         for a in articles
     ]
-
-
-def _resolved(config: Config, settings: AnySourceSettings) -> AnySourceSettings:
-    """Paths in source settings are relative to the config file; hand the adapter an absolute one."""
-    if isinstance(settings, FilesSourceSettings):
-        return settings.model_copy(update={"path": str(config.path(settings.path))})
-    if isinstance(settings, FeedSourceSettings) and "://" not in settings.url:
-        return settings.model_copy(update={"url": str(config.path(settings.url))})
-    return settings

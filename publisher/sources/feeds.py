@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from typing import Literal
 
 import requests
+from pydantic import Field
 
-from publisher.config import FeedSourceSettings
+from publisher.config.base import SourceSettingsBase
 from publisher.errors import SourceError
 from publisher.models import SourceResult, SourceState
+from publisher.sources.base import SourceContext, SourceKind
 from publisher.sources.fetching import Download, download, is_remote, local_path, read_file
 from publisher.sources.jsonfeed import looks_like_json, parse_json_feed
 from publisher.sources.normalize import RawItem, canonical_url, normalize_items
@@ -20,6 +23,14 @@ ACCEPT = (
     "application/atom+xml, application/rss+xml, application/rdf+xml, application/feed+json;q=0.9, "
     "application/xml;q=0.8, text/xml;q=0.8, application/json;q=0.7, */*;q=0.1"
 )
+
+
+class FeedSourceSettings(SourceSettingsBase):
+    kind: Literal["feed"]
+    url: str = Field(description="http(s) URL or a local path to an RSS, Atom, RDF or JSON feed")
+    language: str | None = None
+    section: str | None = None
+    timeout: float = Field(default=15.0, gt=0, le=300)
 
 
 def utc_now() -> datetime:
@@ -127,3 +138,17 @@ class FeedSource:
             for item in parsed.items:
                 item.section = item.section or self.settings.section
         return parsed.items
+
+
+def _build(settings: FeedSourceSettings, context: SourceContext) -> FeedSource:
+    return FeedSource(
+        settings,
+        site_timezone=context.site_timezone,
+        default_language=context.default_language,
+        languages=context.languages,
+        session=context.session,
+        base_dir=context.base_dir,
+    )
+
+
+KIND = SourceKind("feed", FeedSourceSettings, _build, "an RSS 2.0, Atom, RSS 1.0 or JSON Feed at url (http(s) or a path)")

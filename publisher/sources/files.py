@@ -28,15 +28,17 @@ import unicodedata
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urljoin
 
 import yaml
 from markdown_it import MarkdownIt
+from pydantic import Field
 
-from publisher.config import FilesSourceSettings
+from publisher.config.base import SourceSettingsBase
 from publisher.errors import SourceError
 from publisher.models import SourceResult, SourceState
+from publisher.sources.base import SourceContext, SourceKind
 from publisher.sources.fetching import local_path
 from publisher.sources.normalize import (
     ItemSkipped,
@@ -53,6 +55,11 @@ KNOWN_KEYS = frozenset(
 )  # fmt: skip
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+
+
+class FilesSourceSettings(SourceSettingsBase):
+    kind: Literal["files"]
+    path: str = Field(description="a directory of Markdown (front matter) or JSON articles")
 
 
 def utc_now() -> datetime:
@@ -256,3 +263,17 @@ def _json_meta(text: str, where: str) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise ItemSkipped(f"{where}: skipped: it must be a JSON object with title, date, language ...")
     return meta
+
+
+def _build(settings: FilesSourceSettings, context: SourceContext) -> FilesSource:
+    return FilesSource(
+        settings,
+        site_base_url=context.site_base_url,
+        site_timezone=context.site_timezone,
+        default_language=context.default_language,
+        languages=context.languages,
+        base_dir=context.base_dir,
+    )
+
+
+KIND = SourceKind("files", FilesSourceSettings, _build, "a folder (path) of Markdown or JSON articles")

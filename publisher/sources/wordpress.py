@@ -13,14 +13,16 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 import requests
+from pydantic import Field
 
-from publisher.config import WordPressSourceSettings
+from publisher.config.base import SourceSettingsBase
 from publisher.errors import SourceError
 from publisher.models import SourceResult, SourceState
+from publisher.sources.base import SourceContext, SourceKind
 from publisher.sources.fetching import USER_AGENT, read_body, root_cause
 from publisher.sources.htmltext import collapse_whitespace, html_to_text
 from publisher.sources.normalize import RawItem, normalize_items, parse_int
@@ -32,6 +34,19 @@ _ERROR_TEXT_LIMIT = 200
 # WordPress ends generated excerpts with " [&hellip;]" (the excerpt_more default): a plain ellipsis reads better.
 _LOGIN_MARKERS = (b"wp-login.php", b'name="pwd"', b'id="loginform"')
 _NOT_JSON = object()
+
+
+class WordPressSourceSettings(SourceSettingsBase):
+    """A CMS API: the WordPress REST API (wp-json/wp/v2/posts), which many news sites run on."""
+
+    kind: Literal["wordpress"]
+    url: Annotated[str, Field(pattern=r"^https?://")] = Field(description="the site's root; the API is under /wp-json/")
+    language: str | None = None
+    per_page: int = Field(default=20, ge=1, le=100)
+    max_pages: int = Field(default=3, ge=1, le=50)
+    username: str | None = None
+    application_password: str | None = Field(default=None, description="write it as ${ENV_NAME}", repr=False)
+    timeout: float = Field(default=15.0, gt=0, le=300)
 
 
 def utc_now() -> datetime:
@@ -346,3 +361,14 @@ def _error_object(body: bytes) -> tuple[str, str] | None:
     return document["code"], message[:_ERROR_TEXT_LIMIT]
 
 
+def _build(settings: WordPressSourceSettings, context: SourceContext) -> WordPressSource:
+    return WordPressSource(
+        settings,
+        site_timezone=context.site_timezone,
+        default_language=context.default_language,
+        languages=context.languages,
+        session=context.session,
+    )
+
+
+KIND = SourceKind("wordpress", WordPressSourceSettings, _build, "a WordPress site's REST API (url: the site's root)")
