@@ -45,6 +45,9 @@ _BOMS = (
 _XML_DECLARATION = re.compile(rb"^(\s*<\?xml[^>]*?encoding\s*=\s*[\"'])([A-Za-z0-9._:-]+)([\"'])")
 _NON_ASCII_WORD = re.compile(r"\S*[^\x00-\x7f]\S*")
 _NON_ASCII_BYTES = re.compile(rb"[^\s<>]*[\x80-\xff][^\s<>]*")
+# A single-byte misreading yields Latin-1/Latin Extended, Greek or Cyrillic letters: text without any
+# (Arabic, say) needs no mess measure.
+_MISREAD_LETTERS = re.compile(r"[\u0080-\u04ff]")
 _UNICODE_CODECS = frozenset({"utf-8", "utf-8-sig", "utf-16", "utf-32", "utf-16-le", "utf-16-be"})
 
 
@@ -156,7 +159,7 @@ class GarbledText(Exception):
 def repair_text(value: str | None) -> tuple[str | None, bool]:
     """(text, repaired): double-encoded UTF-8 undone by ftfy. Raises GarbledText when the text still
     holds replacement characters or reads as mojibake."""
-    if not value:
+    if not value or value.isascii():
         return value, False
     repaired = False
     if is_bad(value):
@@ -165,6 +168,6 @@ def repair_text(value: str | None) -> tuple[str | None, bool]:
             value, repaired = fixed, True
     if REPLACEMENT in value:
         raise GarbledText("its text has bytes that cannot be decoded in any encoding we can tell")
-    if reads_as_mojibake(value):
+    if _MISREAD_LETTERS.search(value) and reads_as_mojibake(value):
         raise GarbledText("its text is garbled (mojibake: decoded in the wrong encoding)")
     return value, repaired

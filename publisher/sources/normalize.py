@@ -17,7 +17,6 @@ from publisher.sources.encoding import GarbledText, repair_text
 from publisher.sources.htmltext import (
     clean_title,
     collapse_whitespace,
-    html_to_text,
     make_summary,
     sanitize_html,
 )
@@ -118,7 +117,7 @@ def _repaired(item: RawItem) -> tuple[RawItem, bool]:
 
 
 def _language(
-    item: RawItem, fallback: str | None, languages: Collection[str], hint: str
+    item: RawItem, summary: str, fallback: str | None, languages: Collection[str], hint: str
 ) -> tuple[str, str | None]:
     """(language, warning): the item's own markup, else its text, else the source's default."""
     own = primary_subtag(item.language)
@@ -126,8 +125,7 @@ def _language(
         return own, None
     fallback = primary_subtag(fallback)
     if languages:
-        text = f"{item.title or ''}. {html_to_text(item.summary_html or item.content_html or '')[:400]}"
-        detected = detect_language(text, languages)
+        detected = detect_language(f"{item.title or ''}. {summary}", languages)
         if detected:
             if fallback and detected != fallback:
                 return detected, f"{item.where}: language {detected!r} read from its text (the source says {fallback!r})"
@@ -165,7 +163,8 @@ def build_article(
     title = clean_title(item.title or "", is_html=item.title_is_html)
     if not title:
         raise ItemSkipped(f"{item.where}{SKIPPED}it has no title")
-    language, language_warning = _language(item, fallback_language, languages, language_hint)
+    summary = make_summary(item.summary_html, item.content_html)
+    language, language_warning = _language(item, summary, fallback_language, languages, language_hint)
     if language_warning:
         warnings.append(language_warning)
 
@@ -197,7 +196,7 @@ def build_article(
         published_at=published,
         updated_at=updated,
         source_name=source_name,
-        summary=make_summary(item.summary_html, item.content_html),
+        summary=summary,
         content_html=content_html,
         section=normalize_section(item.section),
         author=_one_line(item.author),
