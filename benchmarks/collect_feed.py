@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     assert outcome.error is None and outcome.new == args.entries == stored, (outcome.error, outcome.new, stored)
     assert repeat.new == 0 and repeat.updated == 0, (repeat.new, repeat.updated)
     if profiler:
-        stats = pstats.Stats(profiler).sort_stats("tottime")
+        stats = pstats.Stats(profiler).sort_stats("cumulative")
         stats.print_stats(25)
 
 
