@@ -23,11 +23,11 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-import ftfy
-from charset_normalizer import from_bytes
+from charset_normalizer import from_bytes  # imported by requests anyway
 from charset_normalizer.md import mess_ratio
-from ftfy.badness import is_bad
 
 # More than this share of "messy" characters in the non-ASCII words: mojibake, not text.
 MESS_LIMIT = 0.2
@@ -57,6 +57,20 @@ class DecodedBody:
     encoding: str  # the codec used, by Python's name
     warning: str | None = None  # set when the feed's own declaration was wrong or missing
     reliable: bool = True  # False: decoded with replacement characters
+
+
+@cache
+def _ftfy() -> Any:
+    """ftfy, imported on first use (a tenth of a second every command would pay)."""
+    import ftfy
+    import ftfy.badness
+
+    return ftfy
+
+
+def is_bad(text: str) -> bool:
+    """ftfy's test for text that reads as mojibake."""
+    return bool(_ftfy().badness.is_bad(text))
 
 
 def declared_xml_encoding(body: bytes) -> str | None:
@@ -163,7 +177,7 @@ def repair_text(value: str | None) -> tuple[str | None, bool]:
         return value, False
     repaired = False
     if is_bad(value):
-        fixed = ftfy.fix_encoding(value)
+        fixed = str(_ftfy().fix_encoding(value))
         if fixed != value:
             value, repaired = fixed, True
     if REPLACEMENT in value:

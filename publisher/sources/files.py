@@ -27,12 +27,12 @@ import re
 import unicodedata
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, tzinfo
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urljoin
 
 import yaml
-from markdown_it import MarkdownIt
 from pydantic import Field
 
 from publisher.config.base import SourceSettingsBase
@@ -54,7 +54,11 @@ KNOWN_KEYS = frozenset(
      "summary", "url", "id", "updated", "draft", "content_html"}
 )  # fmt: skip
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
-_MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+@cache
+def _markdown() -> Any:
+    from markdown_it import MarkdownIt  # imported when a Markdown file is read, not by every command
+
+    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
 
 class FilesSourceSettings(SourceSettingsBase):
@@ -74,7 +78,7 @@ def slugify(name: str) -> str:
 
 
 def render_markdown(text: str) -> str:
-    return _MARKDOWN.render(text)
+    return _markdown().render(text)
 
 
 class FilesSource:

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import feedparser
-
 from publisher.sources.encoding import as_utf8_document, decode_body
 from publisher.sources.normalize import SKIPPED, RawItem, absolute_http_url, parse_datetime, parse_int
 
@@ -71,6 +69,8 @@ def parse_xml_feed(body: bytes, *, url: str, charset: str | None = None) -> Pars
     # look like one, and the body comes from a server we do not control.
     # Relative URLs in content are resolved by us, against the article (see _content_base), and
     # sanitizing is nh3's job.
+    import feedparser  # imported when a feed is read, not by every command
+
     parsed = feedparser.parse(
         io.BytesIO(body), response_headers=headers, sanitize_html=False, resolve_relative_uris=False
     )
