@@ -32,6 +32,7 @@ class Article:
     image_type: str | None = None  # MIME type when known, e.g. image/jpeg
     image_length: int | None = None  # bytes, when known
     undated: bool = False  # the source gave no date; published_at is when we first saw it
+    canonical_url: str = ""  # the url normalized (see sources.urls): the same story from two sources matches
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,9 @@ class SourceResult:
     not_modified: bool = False
     etag: str | None = None
     last_modified: str | None = None
-    warnings: list[str] = field(default_factory=list)  # item-level problems, item skipped
+    # one message per item not taken (contains ": skipped: ") or taken with a caveat
+    warnings: list[str] = field(default_factory=list)
+    title: str | None = None  # the source's own reader-facing name (a feed's title), when it has one
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,16 @@ def local_day(instant: datetime, zone: ZoneInfo) -> date:
     return instant.astimezone(zone).date()
 
 
+def split_stale(items: Sequence[A], *, day_start: datetime, day_end: datetime, max_age: timedelta) -> tuple[list[A], list[A]]:
+    """(fresh, stale): an article published before the day (a late one, first seen since the last
+    digest) is the day's news only when it is younger than `max_age` at the day's end. A source added
+    with a backlog of October stories does not send them as December news."""
+    oldest = day_end - max_age
+    fresh = [a for a in items if a.published_at >= day_start or a.published_at >= oldest]
+    stale = [a for a in items if a.published_at < day_start and a.published_at < oldest]
+    return fresh, stale
+
+
 def order_for_edition(items: Sequence[A], sections: Sequence[str]) -> list[A]:
     """The edition's section order first, other sections after (alphabetically), newest first within."""
     rank = {name: i for i, name in enumerate(sections)}

@@ -281,5 +281,6 @@ def test_within_one_fetch_the_newest_version_of_an_id_wins() -> None:
         items, source_name="src", zone=DAMASCUS, now=NOW, fallback_language=None, language_hint="x"
     )
     assert [(a.id, a.title) for a in articles] == [("src:g1", "new"), ("src:g2", "other")]
-    assert warnings == []
+    # the versions not kept are reported, never dropped silently
+    assert len(warnings) == 2 and all(": skipped: it is an older version of" in w for w in warnings)
     assert keep_newest(articles) == articles

@@ -3,37 +3,69 @@ the file with errors that name file, line, key and fix (loader)."""
 
 from __future__ import annotations
 
-from publisher.config.base import Settings
-from publisher.config.loader import load_config, parse_config
-from publisher.config.schema import (
-    AnalyticsSettings,
-    Config,
-    EditionSettings,
-    FeedSettings,
-    FeedSourceSettings,
-    FilesSourceSettings,
-    MailgunSettings,
-    MailSettings,
-    OutboxSettings,
-    PageSourceSettings,
-    PostmarkSettings,
-    ProviderSettings,
-    RetrySettings,
-    ScheduleSettings,
-    SendGridSettings,
-    SesSettings,
-    SiteSettings,
-    SmtpSettings,
-    SourceSettings,
-    StoreSettings,
-    TransportSettings,
-    WebSettings,
-    WordPressSourceSettings,
-)
+from typing import TYPE_CHECKING, Any
+
+from publisher.config.base import Credit, Settings, SourceSettingsBase
+
+if TYPE_CHECKING:  # imported on first use at run time: source modules import config.base (no cycle)
+    from publisher.config.loader import load_config, parse_config
+    from publisher.config.schema import (
+        AnalyticsSettings,
+        Config,
+        EditionSettings,
+        FeedSettings,
+        MailgunSettings,
+        MailSettings,
+        OutboxSettings,
+        PostmarkSettings,
+        ProviderSettings,
+        RetrySettings,
+        ScheduleSettings,
+        SelectionSettings,
+        SendGridSettings,
+        SesSettings,
+        SiteSettings,
+        SmtpSettings,
+        SourceSettings,
+        StoreSettings,
+        TransportSettings,
+        WebSettings,
+    )
+    from publisher.sources.feeds import FeedSourceSettings
+    from publisher.sources.files import FilesSourceSettings
+    from publisher.sources.pages import PageSourceSettings
+    from publisher.sources.wordpress import WordPressSourceSettings
+
+_HOMES = {
+    "load_config": "publisher.config.loader",
+    "parse_config": "publisher.config.loader",
+    "FeedSourceSettings": "publisher.sources.feeds",
+    "FilesSourceSettings": "publisher.sources.files",
+    "PageSourceSettings": "publisher.sources.pages",
+    "WordPressSourceSettings": "publisher.sources.wordpress",
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name.startswith("__"):
+        raise AttributeError(name)
+    module = importlib.import_module(_HOMES.get(name, "publisher.config.schema"))
+    try:
+        value = getattr(module, name)
+    except AttributeError:
+        raise AttributeError(f"module 'publisher.config' has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AnalyticsSettings",
     "Config",
+    "Credit",
+    "SelectionSettings",
+    "SourceSettingsBase",
     "EditionSettings",
     "FeedSettings",
     "FeedSourceSettings",

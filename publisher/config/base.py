@@ -6,8 +6,26 @@ beside its code without importing the whole schema (which imports the registries
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# What readers see as an article's source ("Levant Agency"): one text, or one per language
+# ({ar: وكالة ليفانت, en: Levant Agency}). Without it: the feed's own title, else the site's name.
+Credit = str | dict[str, str] | None
+
+
+class SourceSettingsBase(Settings):
+    """What every sources[] entry has. A kind's own model narrows `kind` to its Literal name."""
+
+    kind: str
+    name: Annotated[str, Field(min_length=1)]
+    enabled: bool = True
+    credit: Credit = Field(
+        default=None, description="the source's name for readers: a text, or one per language {ar: ..., en: ...}"
+    )

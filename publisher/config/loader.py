@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from publisher.config.schema import Config
 from publisher.errors import ConfigError
+from publisher.sources.registry import kind_names, source_kinds
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -117,12 +118,20 @@ def _model_for(annotation: Any, value: Any) -> Any:
     return annotation
 
 
+_MAIL_KINDS = ("outbox", "smtp", "sendgrid", "mailgun", "postmark", "ses")
+
+
+def _tags() -> set[str]:
+    """Discriminator tags ("feed", "smtp") that pydantic puts in an error's loc."""
+    return {*kind_names(), *_MAIL_KINDS}
+
+
 def _dotted(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("feed", "files", "pages", "wordpress", "outbox", "smtp", "sendgrid", "mailgun", "postmark", "ses"):
+        elif part in _tags():
             continue  # discriminator tags are not keys the operator wrote
         else:
             out += ("." if out else "") + ("from" if part == "from_address" else str(part))
@@ -147,6 +156,8 @@ def _describe(error: Any, root: yaml.Node | None, data: Any, source: str) -> str
         node, _ = _node_at(root, loc)
         what = error["msg"]
         hint = "set kind: to one of " + str(error.get("ctx", {}).get("expected_tags", "the listed kinds"))
+        if loc and loc[0] == "sources":
+            hint = "set kind: to one of " + "; ".join(f"{k.name} ({k.summary})" for k in source_kinds().values())
     else:
         node, _ = _node_at(root, loc)
         what = error["msg"].removeprefix("Value error, ")

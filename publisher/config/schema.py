@@ -10,15 +10,16 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from publisher.config.base import Settings
+from publisher.config.base import Settings, SourceSettingsBase
 from publisher.crontab import CronSpec, CrontabError, parse_crontab
 from publisher.render.feeds.formats import DEFAULT_FORMATS, FeedFormat
 from publisher.render.feeds.formats import FORMATS as FEED_FORMATS
+from publisher.sources.registry import source_settings_union
 
 
 class SiteSettings(Settings):
@@ -67,52 +68,21 @@ class StoreSettings(Settings):
     url: str = "sqlite:///var/publisher.db"
 
 
-class FeedSourceSettings(Settings):
-    kind: Literal["feed"]
-    name: Annotated[str, Field(min_length=1)]
-    url: str = Field(description="http(s) URL or a local path to an RSS, Atom, RDF or JSON feed")
-    language: str | None = None
-    section: str | None = None
-    timeout: float = Field(default=15.0, gt=0, le=300)
-    enabled: bool = True
+class SelectionSettings(Settings):
+    """Which stored articles may go into a digest."""
+
+    max_age_hours: float = Field(
+        default=48.0,
+        gt=0,
+        description="a late article (first seen after the last digest) older than this is not the day's news",
+    )
 
 
-class FilesSourceSettings(Settings):
-    kind: Literal["files"]
-    name: Annotated[str, Field(min_length=1)]
-    path: str = Field(description="a directory of Markdown (front matter) or JSON articles")
-    enabled: bool = True
-
-
-class PageSourceSettings(Settings):
-    kind: Literal["pages"]
-    name: Annotated[str, Field(min_length=1)]
-    urls: list[str] = Field(min_length=1, description="article pages, extracted with trafilatura")
-    language: str | None = None
-    section: str | None = None
-    timeout: float = Field(default=15.0, gt=0, le=300)
-    enabled: bool = True
-
-
-class WordPressSourceSettings(Settings):
-    """A CMS API: the WordPress REST API (wp-json/wp/v2/posts), which many news sites run on."""
-
-    kind: Literal["wordpress"]
-    name: Annotated[str, Field(min_length=1)]
-    url: Annotated[str, Field(pattern=r"^https?://")] = Field(description="the site's root; the API is under /wp-json/")
-    language: str | None = None
-    per_page: int = Field(default=20, ge=1, le=100)
-    max_pages: int = Field(default=3, ge=1, le=50)
-    username: str | None = None
-    application_password: str | None = Field(default=None, description="write it as ${ENV_NAME}", repr=False)
-    timeout: float = Field(default=15.0, gt=0, le=300)
-    enabled: bool = True
-
-
-SourceSettings = Annotated[
-    FeedSourceSettings | FilesSourceSettings | PageSourceSettings | WordPressSourceSettings,
-    Field(discriminator="kind"),
-]
+# One sources[] entry: the union of every kind's settings model (see publisher.sources.registry).
+if TYPE_CHECKING:
+    SourceSettings = SourceSettingsBase
+else:
+    SourceSettings = source_settings_union()
 
 
 class EditionSettings(Settings):
@@ -364,6 +334,7 @@ class Config(Settings):
     site: SiteSettings
     store: StoreSettings = Field(default_factory=StoreSettings)
     sources: list[SourceSettings] = Field(default_factory=list)
+    selection: SelectionSettings = Field(default_factory=SelectionSettings)
     editions: list[EditionSettings] = Field(min_length=1)
     feeds: FeedSettings = Field(default_factory=FeedSettings)
     mail: MailSettings = Field(default_factory=MailSettings)

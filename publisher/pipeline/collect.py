@@ -7,21 +7,16 @@ from dataclasses import dataclass, field, replace
 
 import requests
 
-from publisher.config import (
-    Config,
-    FeedSourceSettings,
-    FilesSourceSettings,
-    PageSourceSettings,
-    WordPressSourceSettings,
-)
+from publisher.config import Config
 from publisher.errors import SourceError
 from publisher.models import Article
 from publisher.sources import build_source
+from publisher.sources.fetching import user_agent
+from publisher.sources.language import primary_subtag
+from publisher.sources.normalize import is_skip
 from publisher.store import Store
 
 log = logging.getLogger("publisher.collect")
-
-AnySourceSettings = FeedSourceSettings | FilesSourceSettings | PageSourceSettings | WordPressSourceSettings
 
 # A single transient failure is not worth an alarm; this many in a row is.
 BROKEN_AFTER = 3
@@ -56,8 +51,9 @@ class CollectReport:
 def collect(config: Config, store: Store, *, session: requests.Session | None = None) -> CollectReport:
     report = CollectReport()
     session = session or requests.Session()
-    session.headers["User-Agent"] = f"publisher/0.1 (+{config.site.base_url})"
-    default_language = config.editions[0].language if len(config.editions) == 1 else None
+    session.headers["User-Agent"] = user_agent(config.site.base_url)
+    languages = site_languages(config)
+    default_language = languages[0] if len(languages) == 1 else None
     aliases = section_alias_map(config)
     for settings in config.sources:
         if not settings.enabled:
@@ -67,11 +63,13 @@ def collect(config: Config, store: Store, *, session: requests.Session | None = 
         state = store.sources.get(settings.name)
         try:
             source = build_source(
-                _resolved(config, settings),
+                settings,
                 site_base_url=config.site.base_url,
                 site_timezone=config.site.timezone,
                 default_language=default_language,
+                languages=languages,
                 session=session,
+                base_dir=config.base_dir,  # paths in source settings are relative to the config file
             )
             result = source.fetch(state)
         except SourceError as exc:
@@ -82,8 +80,10 @@ def collect(config: Config, store: Store, *, session: requests.Session | None = 
         else:
             outcome.fetched = len(result.articles)
             outcome.not_modified = result.not_modified
-            outcome.warnings = list(result.warnings)
-            counts = store.articles.upsert(with_canonical_sections(result.articles, aliases))
+            outcome.skipped = [m for m in result.warnings if is_skip(m)]
+            outcome.warnings = [m for m in result.warnings if not is_skip(m)]
+            credited = with_credits(result.articles, settings.credit, result.title or config.site.name)
+            counts = store.articles.upsert(with_canonical_sections(credited, aliases))
             outcome.new, outcome.updated = counts.new, counts.updated
             store.sources.record_success(
                 settings.name,
@@ -107,6 +107,31 @@ def collect(config: Config, store: Store, *, session: requests.Session | None = 
     return report
 
 
+def site_languages(config: Config) -> tuple[str, ...]:
+    """The primary subtags the editions publish in (an edition in ar-SY takes ar articles)."""
+    return tuple(dict.fromkeys(primary_subtag(e.language) or e.language for e in config.editions))
+
+
+def credit_for(credit: str | dict[str, str] | None, language: str) -> str | None:
+    """The configured credit in an article's language (a plain text serves every language)."""
+    if isinstance(credit, str):
+        return credit.strip() or None
+    if credit:
+        by_language = {primary_subtag(k) or k: v for k, v in credit.items()}
+        chosen = by_language.get(language)
+        return chosen.strip() if chosen and chosen.strip() else None
+    return None
+
+
+def with_credits(articles: list[Article], credit: str | dict[str, str] | None, fallback: str) -> list[Article]:
+    """Every article names its source for readers: the item's own (an RSS <source>), else the
+    configured credit, else the source's own title, else the site. Never the internal source name."""
+    return [
+        a if a.source_credit else replace(a, source_credit=credit_for(credit, a.language) or fallback)
+        for a in articles
+    ]
+
+
 def section_alias_map(config: Config) -> dict[str, str]:
     """Other names sources use for a section (an Arabic page's "ثقافة"), mapped to the edition's name."""
     return {
@@ -125,12 +150,3 @@ def with_canonical_sections(articles: list[Article], aliases: dict[str, str]) ->
         else a
         for a in articles
     ]
-
-
-def _resolved(config: Config, settings: AnySourceSettings) -> AnySourceSettings:
-    """Paths in source settings are relative to the config file; hand the adapter an absolute one."""
-    if isinstance(settings, FilesSourceSettings):
-        return settings.model_copy(update={"path": str(config.path(settings.path))})
-    if isinstance(settings, FeedSourceSettings) and "://" not in settings.url:
-        return settings.model_copy(update={"url": str(config.path(settings.url))})
-    return settings

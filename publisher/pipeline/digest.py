@@ -7,15 +7,15 @@ and the archive page shows what subscribers received.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 from publisher.config import Config, EditionSettings
 from publisher.models import RenderedDigest, StoredArticle
 from publisher.render.clicks import ClickLinks, rewrite
 from publisher.render.email import DigestRenderer
 from publisher.render.templates import make_environment
-from publisher.selection import choose, day_bounds
+from publisher.selection import choose, day_bounds, split_stale
 from publisher.store import DigestConflict, DigestRecord, Store
 
 log = logging.getLogger("publisher.digest")
@@ -27,6 +27,7 @@ class SelectedDigest:
     day: date
     articles: list[StoredArticle]
     record: DigestRecord | None  # None in a dry run, or when the day is empty
+    left_out: list[str] = field(default_factory=list)  # late articles too old to be the day's news, why
 
 
 def archive_url(config: Config, edition: str, day: date) -> str:
@@ -44,9 +45,23 @@ def select_digest(config: Config, store: Store, edition: EditionSettings, day: d
         edition=edition.id, language=edition.language, day_start=start, day_end=end, late_since=late_since
     )
     pk_of = {article.id: pk for pk, article in candidates}
-    chosen = choose([article for _, article in candidates], edition.sections, edition.max_articles)
+    fresh, stale = split_stale(
+        [article for _, article in candidates],
+        day_start=start,
+        day_end=end,
+        max_age=timedelta(hours=config.selection.max_age_hours),
+    )
+    left_out = [
+        f"{a.source_name}: {a.title!r} (published {a.published_at:%Y-%m-%d}, first seen "
+        f"{(a.first_seen_at or a.published_at):%Y-%m-%d}): left out, older than selection.max_age_hours "
+        f"({config.selection.max_age_hours:g})"
+        for a in stale
+    ]
+    for reason in left_out:
+        log.warning("digest %s %s: %s", edition.id, day, reason)
+    chosen = choose(fresh, edition.sections, edition.max_articles)
     if not chosen or dry_run:
-        return SelectedDigest(edition, day, chosen, None)
+        return SelectedDigest(edition, day, chosen, None, left_out)
     try:
         record = store.digests.create(edition.id, day, edition.language, [pk_of[a.id] for a in chosen])
     except DigestConflict:
@@ -56,7 +71,7 @@ def select_digest(config: Config, store: Store, edition: EditionSettings, day: d
             raise
         return SelectedDigest(edition, day, store.articles.in_digest(found.id), found)
     log.info("digest %s %s: %d articles selected", edition.id, day, len(chosen))
-    return SelectedDigest(edition, day, chosen, record)
+    return SelectedDigest(edition, day, chosen, record, left_out)
 
 
 def render_digest(config: Config, store: Store | None, selected: SelectedDigest) -> RenderedDigest:

@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from typing import Literal
 
 import requests
+from pydantic import Field
 
-from publisher.config import FeedSourceSettings
+from publisher.config.base import SourceSettingsBase
 from publisher.discovery.page import feed_links_of
 from publisher.errors import SourceError
 from publisher.models import SourceResult, SourceState
+from publisher.sources.base import SourceContext, SourceKind
 from publisher.sources.fetching import Download, download, is_remote, local_path, read_file
 from publisher.sources.jsonfeed import looks_like_json, parse_json_feed
-from publisher.sources.normalize import RawItem, normalize_items
+from publisher.sources.normalize import RawItem, canonical_url, normalize_items
 from publisher.sources.xmlfeed import FeedParseError, ParsedFeed, looks_like_html, parse_xml_feed
 
 ACCEPT = (
     "application/atom+xml, application/rss+xml, application/rdf+xml, application/feed+json;q=0.9, "
     "application/xml;q=0.8, text/xml;q=0.8, application/json;q=0.7, */*;q=0.1"
 )
+
+
+class FeedSourceSettings(SourceSettingsBase):
+    kind: Literal["feed"]
+    url: str = Field(description="http(s) URL or a local path to an RSS, Atom, RDF or JSON feed")
+    language: str | None = None
+    section: str | None = None
+    timeout: float = Field(default=15.0, gt=0, le=300)
 
 
 def utc_now() -> datetime:
@@ -37,6 +48,7 @@ class FeedSource:
         *,
         site_timezone: tzinfo,
         default_language: str | None = None,
+        languages: Collection[str] = (),
         session: requests.Session | None = None,
         base_dir: Path | None = None,
         clock: Callable[[], datetime] = utc_now,
@@ -45,6 +57,7 @@ class FeedSource:
         self.settings = settings
         self._zone = site_timezone
         self._default_language = default_language
+        self._languages = tuple(languages)
         self._session = session
         self._base_dir = base_dir
         self._clock = clock
@@ -69,8 +82,12 @@ class FeedSource:
             source_name=self.name,
             zone=self._zone,
             now=self._clock(),
-            fallback_language=parsed.language or self.settings.language or self._default_language,
+            fallback_language=self.settings.language or parsed.language or self._default_language,
             language_hint=language_hint,
+            languages=self._languages,
+            # a bare GUID is unique within this feed, whatever the source is called (renaming it
+            # must not make its stories new)
+            id_scope=canonical_url(self.settings.url) if is_remote(self.settings.url) else self.settings.url,
         )
         return SourceResult(
             source_name=self.name,
@@ -78,6 +95,7 @@ class FeedSource:
             etag=fetched.etag,
             last_modified=fetched.last_modified,
             warnings=parsed.warnings + warnings,
+            title=parsed.title,
         )
 
     def _download(self, state: SourceState) -> Download:
@@ -123,3 +141,17 @@ class FeedSource:
             for item in parsed.items:
                 item.section = item.section or self.settings.section
         return parsed.items
+
+
+def _build(settings: FeedSourceSettings, context: SourceContext) -> FeedSource:
+    return FeedSource(
+        settings,
+        site_timezone=context.site_timezone,
+        default_language=context.default_language,
+        languages=context.languages,
+        session=context.session,
+        base_dir=context.base_dir,
+    )
+
+
+KIND = SourceKind("feed", FeedSourceSettings, _build, "an RSS 2.0, Atom, RSS 1.0 or JSON Feed at url (http(s) or a path)")

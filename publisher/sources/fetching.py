@@ -4,8 +4,10 @@ errors that tell the operator what to do."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
@@ -16,7 +18,22 @@ import urllib3
 from publisher.errors import SourceError
 
 MAX_BYTES = 20 * 1024 * 1024  # a feed or an article page is far smaller; more means something is wrong
-USER_AGENT = "publisher/0.1 (newsletter and feed syndication)"
+
+
+def _version() -> str:
+    try:
+        return version("publisher")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0"
+
+
+def user_agent(site_url: str | None = None) -> str:
+    """publisher/<installed version>, with the site's address when known (who to ask about us)."""
+    about = f"+{site_url}" if site_url else "newsletter and feed syndication"
+    return f"publisher/{_version()} ({about})"
+
+
+USER_AGENT = user_agent()
 _CHUNK = 64 * 1024
 
 
@@ -61,7 +78,17 @@ def _status_hint(status: int, setting: str) -> str:
     return f"check {setting} in config.yaml"
 
 
-def download(
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer of any status, its body read within the deadline (none for a 304)."""
+
+    status: int
+    headers: Mapping[str, str]  # case-insensitive (requests' CaseInsensitiveDict)
+    body: bytes
+    url: str  # after redirects
+
+
+def get(
     url: str,
     *,
     source_name: str,
@@ -71,13 +98,15 @@ def download(
     etag: str | None = None,
     last_modified: str | None = None,
     accept: str = "*/*",
-) -> Download:
-    """GET `url`. Connecting and each wait for data are limited to `timeout` seconds, and the body
-    download is abandoned once `timeout` seconds have passed since the start (a server dripping bytes
-    cannot hold a collection hostage).
+    auth: tuple[str, str] | None = None,
+) -> Answer:
+    """The one way a source talks HTTP. Connecting and each wait for data are limited to `timeout`
+    seconds, and the body download is abandoned once `timeout` seconds have passed since the start
+    (a server dripping bytes cannot hold a collection hostage). Conditional when etag/last_modified
+    are given; our user agent unless the session names its own.
 
-    `setting` names the config key to fix in messages, e.g. "sources[site-en].url".
-    Raises SourceError for every failure; a 304 gives Download(not_modified=True).
+    `setting` names the config key to fix in messages, e.g. "sources[site-en].url". Raises
+    SourceError when no answer arrives; any HTTP status is returned for the caller to judge.
     """
     headers = {"Accept": accept}
     if etag:
@@ -91,7 +120,7 @@ def download(
     deadline = time.monotonic() + timeout
     try:
         try:
-            response = http.get(url, headers=headers, timeout=(timeout, timeout), stream=True)
+            response = http.get(url, headers=headers, auth=auth, timeout=(timeout, timeout), stream=True)
         except requests.Timeout as exc:
             raise SourceError(
                 source_name,
@@ -109,33 +138,58 @@ def download(
                 source_name, f"cannot fetch {url}: {exc}; check {setting} in config.yaml"
             ) from exc
         with response:
-            if response.status_code == 304:
-                return Download(
-                    body=b"",
-                    url=response.url,
-                    content_type="",
-                    etag=response.headers.get("ETag") or etag,
-                    last_modified=response.headers.get("Last-Modified") or last_modified,
-                    not_modified=True,
-                )
-            if response.status_code >= 400:
-                raise SourceError(
-                    source_name,
-                    f"HTTP {response.status_code} from {url}: {_status_hint(response.status_code, setting)}",
-                )
-            body = read_body(response, deadline=deadline, source_name=source_name, url=url, timeout=timeout)
-            content_type, _, params = (response.headers.get("Content-Type") or "").partition(";")
-            return Download(
-                body=body,
-                url=response.url,
-                content_type=content_type.strip().lower(),
-                charset=_charset(params),
-                etag=response.headers.get("ETag"),
-                last_modified=response.headers.get("Last-Modified"),
-            )
+            body = b""
+            if response.status_code != 304:
+                body = read_body(response, deadline=deadline, source_name=source_name, url=url, timeout=timeout)
+            return Answer(response.status_code, response.headers, body, response.url)
     finally:
         if owned:
             http.close()
+
+
+def download(
+    url: str,
+    *,
+    source_name: str,
+    setting: str,
+    timeout: float,
+    session: requests.Session | None = None,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    accept: str = "*/*",
+) -> Download:
+    """GET `url` (see get) for a body: a 304 gives Download(not_modified=True); any status from 400
+    on is a SourceError with a hint."""
+    answer = get(
+        url,
+        source_name=source_name,
+        setting=setting,
+        timeout=timeout,
+        session=session,
+        etag=etag,
+        last_modified=last_modified,
+        accept=accept,
+    )
+    if answer.status == 304:
+        return Download(
+            body=b"",
+            url=answer.url,
+            content_type="",
+            etag=answer.headers.get("ETag") or etag,
+            last_modified=answer.headers.get("Last-Modified") or last_modified,
+            not_modified=True,
+        )
+    if answer.status >= 400:
+        raise SourceError(source_name, f"HTTP {answer.status} from {url}: {_status_hint(answer.status, setting)}")
+    content_type, _, params = (answer.headers.get("Content-Type") or "").partition(";")
+    return Download(
+        body=answer.body,
+        url=answer.url,
+        content_type=content_type.strip().lower(),
+        charset=_charset(params),
+        etag=answer.headers.get("ETag"),
+        last_modified=answer.headers.get("Last-Modified"),
+    )
 
 
 def read_body(

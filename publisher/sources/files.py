@@ -25,18 +25,20 @@ import html
 import json
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, tzinfo
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urljoin
 
 import yaml
-from markdown_it import MarkdownIt
+from pydantic import Field
 
-from publisher.config import FilesSourceSettings
+from publisher.config.base import SourceSettingsBase
 from publisher.errors import SourceError
 from publisher.models import SourceResult, SourceState
+from publisher.sources.base import SourceContext, SourceKind
 from publisher.sources.fetching import local_path
 from publisher.sources.normalize import (
     ItemSkipped,
@@ -52,7 +54,16 @@ KNOWN_KEYS = frozenset(
      "summary", "url", "id", "updated", "draft", "content_html"}
 )  # fmt: skip
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
-_MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+@cache
+def _markdown() -> Any:
+    from markdown_it import MarkdownIt  # imported when a Markdown file is read, not by every command
+
+    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+
+
+class FilesSourceSettings(SourceSettingsBase):
+    kind: Literal["files"]
+    path: str = Field(description="a directory of Markdown (front matter) or JSON articles")
 
 
 def utc_now() -> datetime:
@@ -67,7 +78,7 @@ def slugify(name: str) -> str:
 
 
 def render_markdown(text: str) -> str:
-    return str(_MARKDOWN.render(text))
+    return str(_markdown().render(text))
 
 
 class FilesSource:
@@ -83,6 +94,7 @@ class FilesSource:
         site_base_url: str,
         site_timezone: tzinfo,
         default_language: str | None = None,
+        languages: Collection[str] = (),
         base_dir: Path | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -91,6 +103,7 @@ class FilesSource:
         self._site = site_base_url.rstrip("/")
         self._zone = site_timezone
         self._default_language = default_language
+        self._languages = tuple(languages)
         self.directory = local_path(settings.path, base_dir)
         self._clock = clock
 
@@ -117,6 +130,7 @@ class FilesSource:
             now=self._clock(),
             fallback_language=self._default_language,
             language_hint="add language: en (or ar, ...) to its front matter",
+            languages=self._languages,
         )
         return SourceResult(source_name=self.name, articles=articles, warnings=warnings + normalize_warnings)
 
@@ -253,3 +267,17 @@ def _json_meta(text: str, where: str) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise ItemSkipped(f"{where}: skipped: it must be a JSON object with title, date, language ...")
     return meta
+
+
+def _build(settings: FilesSourceSettings, context: SourceContext) -> FilesSource:
+    return FilesSource(
+        settings,
+        site_base_url=context.site_base_url,
+        site_timezone=context.site_timezone,
+        default_language=context.default_language,
+        languages=context.languages,
+        base_dir=context.base_dir,
+    )
+
+
+KIND = SourceKind("files", FilesSourceSettings, _build, "a folder (path) of Markdown or JSON articles")

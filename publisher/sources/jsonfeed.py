@@ -6,7 +6,7 @@ import html
 import json
 from typing import Any
 
-from publisher.sources.normalize import RawItem, absolute_http_url, parse_datetime, parse_int
+from publisher.sources.normalize import SKIPPED, RawItem, absolute_http_url, parse_datetime, parse_int
 from publisher.sources.xmlfeed import FeedParseError, ParsedFeed
 
 _VERSION_PREFIX = "https://jsonfeed.org/version/"
@@ -39,10 +39,12 @@ def parse_json_feed(body: bytes, *, url: str) -> ParsedFeed:
     warnings: list[str] = []
     for index, entry in enumerate(entries, 1):
         if not isinstance(entry, dict):
-            warnings.append(f"item {index}: skipped: it is not a JSON object")
+            warnings.append(f"item {index}{SKIPPED}it is not a JSON object")
             continue
         items.append(_raw_item(entry, index, base, feed_authors))
-    return ParsedFeed(language=_text(document.get("language")), items=items, warnings=warnings)
+    return ParsedFeed(
+        language=_text(document.get("language")), items=items, warnings=warnings, title=_text(document.get("title"))
+    )
 
 
 def _text(value: object) -> str | None:

@@ -1,39 +1,66 @@
 """From what any source found (a RawItem) to an Article every later stage can trust.
 
-Ids are stable, every URL is absolute, HTML is sanitized, text is plain, instants are aware UTC.
+Ids are stable, every URL is absolute, HTML is sanitized, text is plain and correctly decoded,
+instants are aware UTC, and each item has its own language.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
-from email.utils import parsedate_tz
-from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 from publisher.models import Article
-from publisher.sources.htmltext import clean_title, collapse_whitespace, make_summary, sanitize_html
+from publisher.sources.dates import coerce_datetime, parse_datetime, to_utc
+from publisher.sources.encoding import GarbledText, repair_text
+from publisher.sources.htmltext import (
+    clean_title,
+    collapse_whitespace,
+    make_summary,
+    sanitize_html,
+)
+from publisher.sources.language import detect_language, primary_subtag
+from publisher.sources.urls import (
+    TRACKING_PARAMETERS,
+    TRACKING_PREFIXES,
+    absolute_http_url,
+    canonical_url,
+    stable_id,
+)
 
-# Query parameters that only say who sent the reader: they make one article look like many.
-TRACKING_PARAMETERS: frozenset[str] = frozenset(
-    {
-        "fbclid", "gclid", "gclsrc", "dclid", "msclkid", "yclid", "twclid", "igshid", "ttclid",
-        "mc_cid", "mc_eid", "_hsenc", "_hsmi", "mkt_tok", "oly_anon_id", "oly_enc_id", "vero_id",
-        "ref", "ref_src", "ref_url", "referrer", "cmpid", "ocid", "ncid", "sr_share",
-        "spm", "at_medium", "at_campaign", "at_custom1", "at_custom2", "wt_mc", "wt.mc_id",
-    }
-)  # fmt: skip
-TRACKING_PREFIXES: tuple[str, ...] = ("utm_", "pk_", "mtm_", "hsa_", "itm_")
+__all__ = [
+    "TRACKING_PARAMETERS",
+    "TRACKING_PREFIXES",
+    "ItemSkipped",
+    "RawItem",
+    "absolute_http_url",
+    "build_article",
+    "canonical_url",
+    "coerce_datetime",
+    "is_skip",
+    "keep_newest",
+    "normalize_items",
+    "normalize_language",
+    "normalize_section",
+    "parse_datetime",
+    "parse_int",
+    "stable_id",
+    "to_utc",
+]
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-_ZONE_AT_END = re.compile(r"(?:[+-]\d{2}:?\d{2}|\b(?:UT|UTC|GMT|Z|[ECMP][SD]T|[A-IK-Z]))\s*$", re.IGNORECASE)
-_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
+# Items dated further ahead than this are held back: a typo'd year would pin them to the top.
+FUTURE_TOLERANCE = timedelta(days=1)
+SKIPPED = ": skipped: "  # every message about an item not taken contains it
 
 
 class ItemSkipped(Exception):
     """One item cannot become an article; the source keeps the others and reports why."""
+
+
+def is_skip(message: str) -> bool:
+    """True for a message about an item that was not taken (as opposed to one taken with a caveat)."""
+    return SKIPPED in message
 
 
 @dataclass
@@ -47,7 +74,7 @@ class RawItem:
     title_is_html: bool = False
     published: datetime | None = None
     updated: datetime | None = None
-    language: str | None = None
+    language: str | None = None  # from the item's own markup only (xml:lang, dc:language, "language")
     section: str | None = None
     author: str | None = None
     source_credit: str | None = None
@@ -61,69 +88,7 @@ class RawItem:
     image_length: int | None = None
 
 
-# --- URLs and ids -------------------------------------------------------------------------------
-
-
-def _is_tracking(name: str) -> bool:
-    lowered = name.lower()
-    return lowered in TRACKING_PARAMETERS or lowered.startswith(TRACKING_PREFIXES)
-
-
-def canonical_url(url: str) -> str:
-    """The same page always gives the same string: lower-case scheme and host, no default port,
-    no fragment, no tracking parameters (other parameters keep their order)."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    if parts.port is not None and parts.port != _DEFAULT_PORTS.get(scheme):
-        host = f"{host}:{parts.port}"
-    if parts.username:
-        host = f"{parts.username}@{host}"
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k)]
-    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
-    return urlunsplit((scheme, host, path, urlencode(query, doseq=True), ""))
-
-
-def absolute_http_url(value: str | None, base: str) -> str | None:
-    """An absolute http(s) URL, resolved against `base`; anything else (javascript:, data:) gives None."""
-    if value is None or not value.strip():
-        return None
-    resolved = urljoin(base, value.strip())
-    parts = urlsplit(resolved)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    return resolved
-
-
-def stable_id(guid: str | None, url: str, *, source_name: str) -> str:
-    """The GUID when the source gives one, else the canonical URL.
-
-    A URL-shaped GUID is canonicalized too (feeds often put tracking parameters in it). A bare GUID
-    ("1234") is unique only inside its own feed, so it is qualified with the source name.
-    """
-    guid = (guid or "").strip()
-    if not guid:
-        return canonical_url(url)
-    if guid.lower().startswith(("http://", "https://")):
-        return canonical_url(guid)
-    if _SCHEME.match(guid):  # tag:, urn: ... are globally unique by construction
-        return guid
-    return f"{source_name}:{guid}"
-
-
-# --- languages and sections ---------------------------------------------------------------------
-
-
-def normalize_language(tag: str | None) -> str | None:
-    """The lower-case primary subtag: "en-US" -> "en", "AR" -> "ar"; None when it is not a language tag."""
-    if not tag:
-        return None
-    tag = tag.strip()
-    if not _LANGUAGE_TAG.match(tag):
-        return None
-    return re.split(r"[-_]", tag)[0].lower()
+normalize_language = primary_subtag
 
 
 def normalize_section(name: str | None) -> str | None:
@@ -134,57 +99,40 @@ def normalize_section(name: str | None) -> str | None:
     return cleaned or None
 
 
-# --- dates --------------------------------------------------------------------------------------
+_TEXT_FIELDS = ("title", "summary_html", "content_html", "author", "source_credit", "image_caption", "image_alt")
 
 
-def parse_datetime(text: str | None) -> datetime | None:
-    """RFC 822 (RSS) or ISO 8601 / RFC 3339 (Atom, JSON Feed, front matter). Naive when the text names
-    no zone: the caller decides which zone that means. None when it is not a date."""
-    if not text or not text.strip():
-        return None
-    text = text.strip()
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        pass
-    parsed = parsedate_tz(text)
-    if parsed is None:
-        return None
-    try:
-        naive = datetime(*parsed[:6])
-    except (TypeError, ValueError):
-        return None
-    # parsedate_tz reports offset 0 both for "GMT" and for no zone at all: look at the text itself.
-    if not _ZONE_AT_END.search(text):
-        return naive
-    return naive.replace(tzinfo=timezone(timedelta(seconds=parsed[9] or 0)))
+def _repaired(item: RawItem) -> tuple[RawItem, bool]:
+    """The item with double-encoded UTF-8 undone; raises ItemSkipped for text that stays garbled."""
+    changes: dict[str, Any] = {}
+    for name in _TEXT_FIELDS:
+        try:
+            value, fixed = repair_text(getattr(item, name))
+        except GarbledText as exc:
+            named = f"{item.where} ({item.url})" if item.url else item.where
+            raise ItemSkipped(f"{named}{SKIPPED}{exc}; it is taken once the source sends it readable") from exc
+        if fixed:
+            changes[name] = value
+    return (replace(item, **changes), True) if changes else (item, False)
 
 
-def coerce_datetime(value: object) -> datetime | None:
-    """A datetime from what YAML or JSON gives: datetime, date (midnight), or text. Raises ValueError
-    for a value that is there but is not a date."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, date):
-        return datetime.combine(value, time())
-    if isinstance(value, str):
-        parsed = parse_datetime(value)
-        if parsed is None:
-            raise ValueError(f"{value!r} is not a date (write 2024-12-02 09:15 or 2024-12-02T09:15:00+03:00)")
-        return parsed
-    raise ValueError(f"{value!r} is not a date")
-
-
-def to_utc(moment: datetime, zone: tzinfo) -> datetime:
-    """Aware UTC. A naive moment is wall-clock time in `zone` (the site's time zone)."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
-
-
-# --- RawItem -> Article ------------------------------------------------------------------------
+def _language(
+    item: RawItem, summary: str, fallback: str | None, languages: Collection[str], hint: str
+) -> tuple[str, str | None]:
+    """(language, warning): the item's own markup, else its text, else the source's default."""
+    own = primary_subtag(item.language)
+    if own:
+        return own, None
+    fallback = primary_subtag(fallback)
+    if languages:
+        detected = detect_language(f"{item.title or ''}. {summary}", languages)
+        if detected:
+            if fallback and detected != fallback:
+                return detected, f"{item.where}: language {detected!r} read from its text (the source says {fallback!r})"
+            return detected, None
+    if fallback is None:
+        raise ItemSkipped(f"{item.where}{SKIPPED}its language is unknown ({hint})")
+    return fallback, None
 
 
 def build_article(
@@ -195,19 +143,30 @@ def build_article(
     now: datetime,
     fallback_language: str | None,
     language_hint: str,
+    languages: Collection[str] = (),
+    id_scope: str | None = None,
 ) -> tuple[Article, list[str]]:
     """Normalize one item. Raises ItemSkipped (with the reason) when it cannot be an article;
-    returns the article and the warnings worth telling the operator."""
+    returns the article and the warnings worth telling the operator.
+
+    languages: the site's languages (primary subtags); with them an item without its own language
+    markup gets the language of its text. fallback_language: the source's default.
+    id_scope: what a bare GUID ("1234") is unique within (a feed's address); default: the source name.
+    """
     warnings: list[str] = []
     url = absolute_http_url(item.url, "") if item.url else None
     if url is None:
-        raise ItemSkipped(f"{item.where}: skipped: it has no link (an absolute http(s) URL is required)")
+        raise ItemSkipped(f"{item.where}{SKIPPED}it has no link (an absolute http(s) URL is required)")
+    item, repaired = _repaired(item)
+    if repaired:
+        warnings.append(f"{item.where}: its text was double-encoded UTF-8 (mojibake); repaired")
     title = clean_title(item.title or "", is_html=item.title_is_html)
     if not title:
-        raise ItemSkipped(f"{item.where}: skipped: it has no title")
-    language = normalize_language(item.language) or normalize_language(fallback_language)
-    if language is None:
-        raise ItemSkipped(f"{item.where}: skipped: its language is unknown ({language_hint})")
+        raise ItemSkipped(f"{item.where}{SKIPPED}it has no title")
+    summary = make_summary(item.summary_html, item.content_html)
+    language, language_warning = _language(item, summary, fallback_language, languages, language_hint)
+    if language_warning:
+        warnings.append(language_warning)
 
     published = to_utc(item.published, zone) if item.published else None
     updated = to_utc(item.updated, zone) if item.updated else None
@@ -218,6 +177,11 @@ def build_article(
         published = now.astimezone(UTC)
         undated = True
         warnings.append(f"{item.where} has no date; using the time first seen ({published.isoformat()})")
+    if published > now + FUTURE_TOLERANCE:
+        raise ItemSkipped(
+            f"{item.where}{SKIPPED}held back: it is dated {published:%Y-%m-%d %H:%M} UTC, more than a day "
+            "ahead (a typo in its date?); it is taken when that day comes"
+        )
     if updated is None or updated < published:
         updated = published
 
@@ -225,14 +189,14 @@ def build_article(
     content_html = sanitize_html(item.content_html or item.summary_html or "", base_url=base or url)
     image_url = absolute_http_url(item.image_url, url)
     article = Article(
-        id=stable_id(item.guid, url, source_name=source_name),
+        id=stable_id(item.guid, url, source_name=id_scope or source_name),
         url=url,
         title=title,
         language=language,
         published_at=published,
         updated_at=updated,
         source_name=source_name,
-        summary=make_summary(item.summary_html, item.content_html),
+        summary=summary,
         content_html=content_html,
         section=normalize_section(item.section),
         author=_one_line(item.author),
@@ -243,6 +207,7 @@ def build_article(
         image_type=_one_line(item.image_type) if image_url else None,
         image_length=item.image_length if image_url and (item.image_length or 0) > 0 else None,
         undated=undated,
+        canonical_url=canonical_url(url),
     )
     return article, warnings
 
@@ -262,9 +227,17 @@ def normalize_items(
     now: datetime,
     fallback_language: str | None,
     language_hint: str,
+    languages: Collection[str] = (),
+    id_scope: str | None = None,
 ) -> tuple[list[Article], list[str]]:
-    """Every item that can be an article, newest version per id, plus the warnings for the rest."""
-    articles: list[Article] = []
+    """Every item that can be an article plus one message for each item not taken (containing
+    ": skipped: ") or taken with a caveat.
+
+    Two items with one id and one link are versions of one story: the newest is kept and the other
+    reported. Two items with one id but different links are different stories: both are kept (the
+    second under an id qualified by its link) and the collision is reported.
+    """
+    by_id: dict[str, tuple[Article, str]] = {}
     warnings: list[str] = []
     for item in items:
         try:
@@ -275,13 +248,32 @@ def normalize_items(
                 now=now,
                 fallback_language=fallback_language,
                 language_hint=language_hint,
+                languages=languages,
+                id_scope=id_scope,
             )
         except ItemSkipped as skipped:
             warnings.append(str(skipped))
             continue
-        articles.append(article)
         warnings.extend(item_warnings)
-    return keep_newest(articles), warnings
+        kept = by_id.get(article.id)
+        if kept is None:
+            by_id[article.id] = (article, item.where)
+        elif kept[0].canonical_url != article.canonical_url:
+            distinct = f"{article.id}#{article.canonical_url}"
+            warnings.append(
+                f"{item.where}: shares its GUID with {kept[1]} but links to {article.url}; both kept "
+                "(ask the feed's publisher for unique GUIDs)"
+            )
+            by_id[distinct] = (replace(article, id=distinct), item.where)
+        else:
+            newer = article.updated_at > kept[0].updated_at
+            dropped, chosen = (kept[1], item.where) if newer else (item.where, kept[1])
+            warnings.append(
+                f"{dropped}{SKIPPED}it is an older version of {chosen} (same GUID and link), which is kept"
+            )
+            if newer:
+                by_id[article.id] = (article, item.where)
+    return [article for article, _ in by_id.values()], warnings
 
 
 def keep_newest(articles: Iterable[Article]) -> list[Article]:

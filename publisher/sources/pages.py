@@ -10,18 +10,18 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime, tzinfo
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, Literal
 
 import requests
-import trafilatura
-from trafilatura.metadata import extract_metadata
+from pydantic import Field
 
-from publisher.config import PageSourceSettings
+from publisher.config.base import SourceSettingsBase
 from publisher.errors import SourceError
 from publisher.models import SourceResult, SourceState
+from publisher.sources.base import SourceContext, SourceKind
 from publisher.sources.fetching import download, is_remote
 from publisher.sources.htmltext import collapse_whitespace, html_to_text
 from publisher.sources.normalize import (
@@ -37,6 +37,14 @@ MIN_ARTICLE_CHARACTERS = 40
 _META_CHARSET = re.compile(rb"<meta[^>]+charset=[\"']?([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.1"
 _LEADING_HEADING = re.compile(r"^\s*(?:<html>\s*)?(?:<body>\s*)?<h[1-3][^>]*>(.*?)</h[1-3]>", re.DOTALL)
+
+
+class PageSourceSettings(SourceSettingsBase):
+    kind: Literal["pages"]
+    urls: list[str] = Field(min_length=1, description="article pages, extracted with trafilatura")
+    language: str | None = None
+    section: str | None = None
+    timeout: float = Field(default=15.0, gt=0, le=300)
 
 
 def utc_now() -> datetime:
@@ -139,6 +147,7 @@ class PageSource:
         *,
         site_timezone: tzinfo,
         default_language: str | None = None,
+        languages: Collection[str] = (),
         session: requests.Session | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -146,6 +155,7 @@ class PageSource:
         self.settings = settings
         self._zone = site_timezone
         self._default_language = default_language
+        self._languages = tuple(languages)
         self._session = session
         self._clock = clock
 
@@ -167,6 +177,7 @@ class PageSource:
             now=self._clock(),
             fallback_language=self.settings.language or self._default_language,
             language_hint=f"the page has no <html lang>; set language: in sources[{self.name}] in config.yaml",
+            languages=self._languages,
         )
         return SourceResult(source_name=self.name, articles=articles, warnings=failures + warnings)
 
@@ -189,6 +200,9 @@ class PageSource:
         facts = _PageFacts()
         facts.feed(page)
         facts.close()
+        import trafilatura  # slow to import: only when pages are read
+        from trafilatura.metadata import extract_metadata
+
         metadata = extract_metadata(page, default_url=url)
         # no url given to trafilatura: it resolves "../x" wrongly; our sanitizer resolves links instead
         body = trafilatura.extract(
@@ -263,3 +277,16 @@ def _without_leading_title(body: str, title: str | None) -> str:
     ):
         return body[match.end() :]
     return body
+
+
+def _build(settings: PageSourceSettings, context: SourceContext) -> PageSource:
+    return PageSource(
+        settings,
+        site_timezone=context.site_timezone,
+        default_language=context.default_language,
+        languages=context.languages,
+        session=context.session,
+    )
+
+
+KIND = SourceKind("pages", PageSourceSettings, _build, "article pages (urls), extracted with trafilatura")

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 import requests
+from pydantic import Field
 
-from publisher.config import WordPressSourceSettings
+from publisher.config.base import SourceSettingsBase
 from publisher.errors import SourceError
 from publisher.models import SourceResult, SourceState
-from publisher.sources.fetching import USER_AGENT, read_body, root_cause
+from publisher.sources.base import SourceContext, SourceKind
+from publisher.sources.fetching import Answer, get
 from publisher.sources.htmltext import collapse_whitespace, html_to_text
 from publisher.sources.normalize import RawItem, normalize_items, parse_int
 from publisher.sources.wordpress_posts import field_at, plain_text, post_label, post_to_raw_item
@@ -34,16 +35,21 @@ _LOGIN_MARKERS = (b"wp-login.php", b'name="pwd"', b'id="loginform"')
 _NOT_JSON = object()
 
 
+class WordPressSourceSettings(SourceSettingsBase):
+    """A CMS API: the WordPress REST API (wp-json/wp/v2/posts), which many news sites run on."""
+
+    kind: Literal["wordpress"]
+    url: Annotated[str, Field(pattern=r"^https?://")] = Field(description="the site's root; the API is under /wp-json/")
+    language: str | None = None
+    per_page: int = Field(default=20, ge=1, le=100)
+    max_pages: int = Field(default=3, ge=1, le=50)
+    username: str | None = None
+    application_password: str | None = Field(default=None, description="write it as ${ENV_NAME}", repr=False)
+    timeout: float = Field(default=15.0, gt=0, le=300)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    headers: Mapping[str, str]  # case-insensitive (requests' CaseInsensitiveDict)
-    body: bytes
-    url: str  # after redirects
 
 
 @dataclass
@@ -65,6 +71,7 @@ class WordPressSource:
         *,
         site_timezone: tzinfo,
         default_language: str | None = None,
+        languages: Collection[str] = (),
         session: requests.Session | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -72,6 +79,7 @@ class WordPressSource:
         self.settings = settings
         self._zone = site_timezone
         self._default_language = default_language
+        self._languages = tuple(languages)
         self._session = session
         self._clock = clock
         self._root = site_root(settings.url)
@@ -115,6 +123,7 @@ class WordPressSource:
             now=self._clock(),
             fallback_language=self.settings.language or self._default_language,
             language_hint=f"WordPress posts name none; set language: in sources[{self.name}] in config.yaml",
+            languages=self._languages,
         )
         return SourceResult(
             source_name=self.name,
@@ -184,45 +193,22 @@ class WordPressSource:
 
     def _get(
         self, http: requests.Session, url: str, *, etag: str | None = None, last_modified: str | None = None
-    ) -> _Answer:
-        timeout = self.settings.timeout
-        headers = {"Accept": ACCEPT}
-        if etag:
-            headers["If-None-Match"] = etag
-        if last_modified:
-            headers["If-Modified-Since"] = last_modified
-        if str(http.headers.get("User-Agent", "")).startswith("python-requests"):  # not chosen by the caller
-            headers["User-Agent"] = USER_AGENT
-        deadline = time.monotonic() + timeout
-        try:
-            response = http.get(
-                url, headers=headers, auth=self._auth, timeout=(timeout, timeout), stream=True
-            )
-        except requests.Timeout as exc:
-            raise SourceError(
-                self.name,
-                f"no answer from {url} within {timeout:g} s; the site is slow or down: retry later, "
-                f"or raise {self._setting('timeout')} in config.yaml",
-            ) from exc
-        except requests.ConnectionError as exc:
-            raise SourceError(
-                self.name,
-                f"cannot connect to {url} ({root_cause(exc)}); check {self._setting('url')} in config.yaml "
-                "and that the site is up",
-            ) from exc
-        except requests.RequestException as exc:
-            raise SourceError(self.name, f"cannot fetch {url}: {exc}; check {self._setting('url')}") from exc
-        with response:
-            body = b""
-            if response.status_code != 304:
-                body = read_body(
-                    response, deadline=deadline, source_name=self.name, url=url, timeout=timeout
-                )
-            return _Answer(response.status_code, response.headers, body, response.url)
+    ) -> Answer:
+        return get(
+            url,
+            source_name=self.name,
+            setting=self._setting("url"),
+            timeout=self.settings.timeout,
+            session=http,
+            etag=etag,
+            last_modified=last_modified,
+            accept=ACCEPT,
+            auth=self._auth,
+        )
 
     # --- answers ----------------------------------------------------------------------------------
 
-    def _parse(self, answer: _Answer, url: str) -> _Page:
+    def _parse(self, answer: Answer, url: str) -> _Page:
         if answer.status >= 400:
             raise self._failure(answer, url)
         document = _load_json(answer.body)
@@ -238,7 +224,7 @@ class WordPressSource:
             )
         return _Page(posts=document, total_pages=parse_int(answer.headers.get("X-WP-TotalPages")))
 
-    def _failure(self, answer: _Answer, url: str) -> SourceError:
+    def _failure(self, answer: Answer, url: str) -> SourceError:
         status = answer.status
         error = _error_object(answer.body)
         code, message = error or ("", "")
@@ -274,7 +260,7 @@ class WordPressSource:
             return SourceError(self.name, f"HTTP {status} from {url}{said}: the site failed; retry later")
         return SourceError(self.name, f"HTTP {status} from {url}{said}; check {self._setting('url')}")
 
-    def _not_json(self, answer: _Answer, url: str) -> str:
+    def _not_json(self, answer: Answer, url: str) -> str:
         if "wp-login.php" in answer.url or any(marker in answer.body for marker in _LOGIN_MARKERS):
             return (
                 f"{url} answered with a login page instead of JSON: the site is behind a login; set "
@@ -343,3 +329,14 @@ def _error_object(body: bytes) -> tuple[str, str] | None:
     return document["code"], message[:_ERROR_TEXT_LIMIT]
 
 
+def _build(settings: WordPressSourceSettings, context: SourceContext) -> WordPressSource:
+    return WordPressSource(
+        settings,
+        site_timezone=context.site_timezone,
+        default_language=context.default_language,
+        languages=context.languages,
+        session=context.session,
+    )
+
+
+KIND = SourceKind("wordpress", WordPressSourceSettings, _build, "a WordPress site's REST API (url: the site's root)")

@@ -12,17 +12,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import feedparser
-
-from publisher.sources.normalize import RawItem, absolute_http_url, parse_datetime, parse_int
+from publisher.sources.encoding import as_utf8_document, decode_body
+from publisher.sources.normalize import SKIPPED, RawItem, absolute_http_url, parse_datetime, parse_int
 
 MEDIA_NS = "http://search.yahoo.com/mrss/"
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
-_HTML_START = re.compile(
-    rb"^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])",
+# The first element after the prolog (declaration, comments, doctype): an XHTML doctype before
+# <rss> or <feed> is a feed (feedparser's always_strip_doctype case); <html> is a page.
+_ROOT = re.compile(
+    rb"^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:(?:<!--.*?-->|<!doctype[^>]*>)\s*)*<([A-Za-z][\w:.-]*)",
     re.IGNORECASE | re.DOTALL,
 )
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class FeedParseError(Exception):
@@ -34,11 +36,15 @@ class ParsedFeed:
     language: str | None
     items: list[RawItem]
     warnings: list[str]
+    title: str | None = None  # the feed's own name, a reader-facing credit when config names none
 
 
 def looks_like_html(body: bytes) -> bool:
     """An HTML page (an error page, a login wall, the site's home page) where a feed was expected."""
-    return bool(_HTML_START.match(body[:2048]))
+    root = _ROOT.match(body[:4096])
+    if root is not None:
+        return root.group(1).lower() == b"html"
+    return bool(re.match(rb"^(?:\xef\xbb\xbf)?\s*<!doctype\s+html", body[:2048], re.IGNORECASE))
 
 
 def parse_xml_feed(body: bytes, *, url: str, charset: str | None = None) -> ParsedFeed:
@@ -47,14 +53,24 @@ def parse_xml_feed(body: bytes, *, url: str, charset: str | None = None) -> Pars
     `charset` is the one the HTTP Content-Type named, if any. The media type itself is not passed
     on: many servers say text/plain or octet-stream for a good feed, and the content was sniffed.
     """
+    if body.startswith(_GZIP_MAGIC):
+        raise FeedParseError(
+            "it is gzip-compressed data (a .gz file) served without Content-Encoding: gzip; point the "
+            "url at the uncompressed feed, or have the server send Content-Encoding: gzip"
+        )
     if looks_like_html(body):
         raise FeedParseError("it sent an HTML page, not a feed")
-    media_type = f"application/xml; charset={charset}" if charset else "application/xml"
-    headers = {"content-location": url, "content-type": media_type}
+    decoded = decode_body(body, charset)
+    body = as_utf8_document(decoded)
+    # No content-location: with it feedparser joins a base URL for every element (a third of its
+    # time on a big feed); relative links and xml:base values are resolved against `url` by us.
+    headers = {"content-type": "application/xml; charset=utf-8"}
     # A stream, never bytes or str: feedparser treats those as a file name or URL to open when they
     # look like one, and the body comes from a server we do not control.
     # Relative URLs in content are resolved by us, against the article (see _content_base), and
     # sanitizing is nh3's job.
+    import feedparser  # imported when a feed is read, not by every command
+
     parsed = feedparser.parse(
         io.BytesIO(body), response_headers=headers, sanitize_html=False, resolve_relative_uris=False
     )
@@ -68,7 +84,7 @@ def parse_xml_feed(body: bytes, *, url: str, charset: str | None = None) -> Pars
             raise FeedParseError(f"it is not well-formed XML ({_describe(exc)})")
         if not parsed.get("version"):
             raise FeedParseError("it is XML but not RSS, Atom or RDF")
-    warnings = []
+    warnings = [decoded.warning] if decoded.warning else []
     if exc is not None:
         warnings.append(
             f"the feed {'is not well-formed' if malformed else 'has a flaw'} ({_describe(exc)}); "
@@ -76,8 +92,29 @@ def parse_xml_feed(body: bytes, *, url: str, charset: str | None = None) -> Pars
         )
     feed_language = parsed.feed.get("language") or _detail_language(parsed.feed.get("title_detail"))
     captions = _media_captions(body, expected=len(entries))
-    items = [_raw_item(entry, index, url, captions.get(index)) for index, entry in enumerate(entries, 1)]
-    return ParsedFeed(language=feed_language, items=items, warnings=warnings)
+    items = [
+        _raw_item(entry, index, url, captions.get(index), feed_language)
+        for index, entry in enumerate(entries, 1)
+    ]
+    if malformed and items and _breaks_off(exc):
+        # the document ends inside the last entry: its GUID, date or text may be missing, and taking
+        # it would store a partial second copy of a story
+        warnings.append(
+            f"{items[-1].where}{SKIPPED}the feed breaks off inside it (truncated); it is taken when the "
+            "feed arrives whole"
+        )
+        items.pop()
+    title = parsed.feed.get("title")
+    return ParsedFeed(
+        language=feed_language, items=items, warnings=warnings, title=title if isinstance(title, str) else None
+    )
+
+
+def _breaks_off(exc: BaseException | None) -> bool:
+    """The parser ran out of document: a truncated download or file."""
+    message = getattr(exc, "getMessage", None)
+    text = message() if callable(message) else str(exc)
+    return "no element found" in text or "unclosed token" in text
 
 
 def _describe(exc: BaseException | None) -> str:
@@ -130,10 +167,10 @@ def _content(entry: Any) -> tuple[str | None, str | None, str | None]:
 
 
 def _content_base(detail_base: str | None, feed_url: str) -> str | None:
-    """An explicit xml:base (Atom) is what relative URLs in the content mean; without one feedparser
-    reports the feed's own address, and the article's URL is the better guess (RSS has no rule)."""
-    if detail_base and detail_base != feed_url and absolute_http_url(detail_base, feed_url):
-        return detail_base
+    """An explicit xml:base (Atom) is what relative URLs in the content mean (itself relative to the
+    feed's address); without one the article's URL is the better guess (RSS has no rule)."""
+    if detail_base and detail_base != feed_url:
+        return absolute_http_url(detail_base, feed_url)
     return None
 
 
@@ -154,7 +191,22 @@ def _image(entry: Any) -> tuple[str | None, str | None, int | None]:
     return None, None, None
 
 
-def _raw_item(entry: Any, index: int, base: str, caption: str | None) -> RawItem:
+def _own_language(entry: Any, content_language: str | None, feed_language: str | None) -> str | None:
+    """The entry's own language: dc:language, or an xml:lang that is not just the feed's, inherited."""
+    declared = entry.get("language")
+    if isinstance(declared, str) and declared.strip():
+        return declared
+    for value in (
+        content_language,
+        _detail_language(entry.get("title_detail")),
+        _detail_language(entry.get("summary_detail")),
+    ):
+        if value and value != feed_language:
+            return value
+    return None
+
+
+def _raw_item(entry: Any, index: int, base: str, caption: str | None, feed_language: str | None) -> RawItem:
     title = entry.get("title")
     link = entry.get("link") or (entry.get("id") if entry.get("guidislink") else None)
     label = (title or link or entry.get("id") or "").strip()[:80]
@@ -178,11 +230,7 @@ def _raw_item(entry: Any, index: int, base: str, caption: str | None) -> RawItem
         title_is_html=(entry.get("title_detail") or {}).get("type") in _HTML_TYPES,
         published=_entry_datetime(entry, "published") or _entry_datetime(entry, "created"),
         updated=_entry_datetime(entry, "updated"),
-        language=(
-            content_language
-            or _detail_language(entry.get("title_detail"))
-            or _detail_language(entry.get("summary_detail"))
-        ),
+        language=_own_language(entry, content_language, feed_language),
         section=next(
             (t.get("term") or t.get("label") for t in tags if t.get("term") or t.get("label")), None
         ),

@@ -24,7 +24,9 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection
 
@@ -81,7 +83,9 @@ articles = Table(
     Column("image_type", String(100)),
     Column("image_length", Integer),
     Column("undated", Boolean, nullable=False, default=False),
+    Column("canonical_url", Text),  # the same story from another source (or a renamed one) matches it
     Index("ix_articles_language_published", "language", "published_at"),
+    Index("ix_articles_canonical_url", "canonical_url"),
 )
 
 subscribers = Table(
@@ -315,11 +319,20 @@ def _webhook_replays_and_confirmation_outbox(connection: Connection) -> None:
         table.create(connection, checkfirst=True)
 
 
+def _articles_canonical_url(connection: Connection) -> None:
+    """Stores made before articles were matched by canonical URL get the column (empty for old rows)."""
+    if "canonical_url" not in {c["name"] for c in inspect(connection).get_columns("articles")}:
+        connection.execute(text("ALTER TABLE articles ADD COLUMN canonical_url TEXT"))
+        connection.execute(text("CREATE INDEX ix_articles_canonical_url ON articles (canonical_url)"))
+
+
+
 MIGRATIONS: list[Callable[[Connection], Any]] = [
     _initial,
     _subscriber_events,
     _click_events,
     _webhook_replays_and_confirmation_outbox,
+    _articles_canonical_url,
 ]
 
 
