@@ -18,12 +18,15 @@ from email.utils import parseaddr
 
 from publisher.config import Config, EditionSettings
 from publisher.delivery.mail import MailTransport, build_transport
+from publisher.models import RenderedDigest
 from publisher.pipeline.collect import CollectReport, collect
 from publisher.pipeline.compose import EmailComposer, LinkMaker, message_id_domain
 from publisher.pipeline.digest import SelectedDigest, archive_url, render_digest, select_digest
 from publisher.pipeline.feeds import FeedReport, publish_feeds
 from publisher.pipeline.send import SendEngine, SendOutcome
+from publisher.render.dkim import signer_for
 from publisher.render.message import MessageTemplate
+from publisher.render.variants import frozen_variant
 from publisher.store import Store
 
 log = logging.getLogger("publisher.run")
@@ -78,13 +81,18 @@ def owner_name() -> str:
 
 
 def message_template(config: Config, edition: EditionSettings, selected_digest: SelectedDigest, store: Store | None) -> MessageTemplate:
-    rendered = render_digest(config, store, selected_digest)
+    return template_for(config, edition, render_digest(config, store, selected_digest))
+
+
+def template_for(config: Config, edition: EditionSettings, rendered: RenderedDigest) -> MessageTemplate:
+    """The pre-built MIME message of a rendered digest, DKIM-signed per recipient when mail.dkim is set."""
     return MessageTemplate.build(
         rendered,
         sender=edition.from_address,
         reply_to=edition.reply_to,
         list_id=f"{edition.id}.{config.mail.list_id or _host(config.site.base_url)}",
         list_unsubscribe_mailto=config.site.unsubscribe_mailto,
+        signer=signer_for(config.mail.dkim, config.base_dir),
     )
 
 
@@ -123,7 +131,9 @@ def run_edition(
         if len(articles) == len(selected.articles):
             return template
         subset = SelectedDigest(edition, day, articles, None)
-        return message_template(config, edition, subset, None)
+        # frozen like the digest: a send resumed after a template edit sends what the first recipients got
+        rendered = frozen_variant(store.digests, record.id, sections, lambda: render_digest(config, None, subset))
+        return template_for(config, edition, rendered)
 
     links = LinkMaker(config.site, message_id_domain(config.site, config.mail.message_id_domain))
     composer = EmailComposer(record.id, template, parseaddr(edition.from_address)[1], links, variant)

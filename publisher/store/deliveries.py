@@ -117,7 +117,8 @@ class DeliveryLedger:
             literal(0),
             literal(now, type_=deliveries.c.updated_at.type),
         ).where(
-            subscribers.c.language == language,
+            # an edition in ar-SY serves readers who chose ar-SY and those who chose plain ar
+            subscribers.c.language.in_(sorted({language, language.split("-")[0].lower()})),
             subscribers.c.status == SubscriberStatus.ACTIVE.value,
             subscribers.c.paused.is_(False),
         ).order_by(subscribers.c.id)  # ledger ids follow subscriber ids: the send goes in list order

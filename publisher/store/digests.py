@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from publisher.models import RenderedDigest
-from publisher.store.schema import digest_articles, digests
+from publisher.store.schema import digest_articles, digest_variants, digests
 
 
 @dataclass(frozen=True)
@@ -203,3 +203,21 @@ class DigestRepository:
                 .order_by(digests.c.day.desc())
             ).all()
         return [r[0] for r in rows]
+
+    # --- frozen section variants (publisher.render.variants.VariantStore) ----------------------------
+
+    def load_variant(self, digest_id: int, key: str) -> str | None:
+        query = select(digest_variants.c.value).where(
+            digest_variants.c.digest_id == digest_id, digest_variants.c.key == key
+        )
+        with self._engine.connect() as connection:
+            value = connection.execute(query).scalar_one_or_none()
+        return str(value) if value is not None else None
+
+    def save_variant(self, digest_id: int, key: str, value: str) -> None:
+        """Insert unless one is stored already: the first stored variant is the one everybody gets."""
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(digest_variants.insert().values(digest_id=digest_id, key=key, value=value))
+        except IntegrityError:
+            pass

@@ -270,6 +270,17 @@ click_events = Table(
 )
 
 
+# Section variants of a digest (a subscriber's chosen sections), frozen like the digest itself.
+digest_variants = Table(
+    "digest_variants",
+    metadata,
+    Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(1000), nullable=False),
+    Column("value", Text, nullable=False),
+    UniqueConstraint("digest_id", "key", name="uq_digest_variants_digest_key"),
+)
+
+
 def _initial(connection: Connection) -> None:
     metadata.create_all(connection)
 
@@ -327,12 +338,17 @@ def _articles_canonical_url(connection: Connection) -> None:
 
 
 
+def _digest_variants(connection: Connection) -> None:
+    digest_variants.create(connection, checkfirst=True)
+
+
 MIGRATIONS: list[Callable[[Connection], Any]] = [
     _initial,
     _subscriber_events,
     _click_events,
     _webhook_replays_and_confirmation_outbox,
     _articles_canonical_url,
+    _digest_variants,
 ]
 
 

@@ -110,6 +110,12 @@ class WebContext:
                 return edition
         return None
 
+    def site_name(self, language: str, config: Config | None = None) -> str:
+        """The site's name as the edition of this language writes it (editions[].site_name)."""
+        config = config or self.config
+        edition = self.edition_for(language, config)
+        return (edition.site_name if edition is not None and edition.site_name else None) or config.site.name
+
     def edition_title(self, language: str, config: Config | None = None) -> str:
         config = config or self.config
         edition = self.edition_for(language, config)
@@ -163,7 +169,7 @@ class WebContext:
             "lang": language,
             "dir": text_direction(language),
             "strings": strings,
-            "site": {"name": config.site.name, "url": config.site.base_url},
+            "site": {"name": self.site_name(language, config), "url": config.site.base_url},
             "languages": self.language_choices(),
             "path": request.url.path if request is not None else "",
             "mailto": config.site.unsubscribe_mailto,
