@@ -3,7 +3,7 @@
 An operator who sends through SMTP gets its bounces as delivery status notifications (RFC 3464,
 multipart/report; report-type=delivery-status) and its complaints as feedback reports (RFC 5965,
 report-type=feedback-report) in the envelope sender's mailbox. `parse_report` turns one such message
-into findings; the caller decides whose status changes (see publisher/cli/bounces.py).
+into findings; the caller decides whose status changes (see publisher/pipeline/bounces.py).
 
 Conservative on purpose: a finding is a bounce only when the report says the *address* is gone.
 "550 5.7.1 rejected as spam" or "5.7.26 unauthenticated" is about us, not the reader; acting on it
