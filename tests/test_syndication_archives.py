@@ -47,6 +47,7 @@ class Archived:
                 template,
                 id=f"https://news.example.org/en/late/{n}",
                 url=f"https://news.example.org/en/late/{n}",
+                canonical_url=f"https://news.example.org/en/late/{n}",  # a story of its own, not the template's
                 title=f"Later story {n}",
                 published_at=datetime(2024, 12, 3, 6, n, tzinfo=UTC),
                 updated_at=datetime(2024, 12, 3, 6, n, tzinfo=UTC),

@@ -88,6 +88,9 @@ def print_summary(summary: RunSummary) -> None:
     if summary.collect:
         console.print(sources_table(summary))
         for source in summary.collect.sources:
+            if source.error:
+                console.print(Text.assemble((f"{source.name}: error: ", "red"), source.error), highlight=False,
+                              soft_wrap=True)
             for skipped in source.skipped[:SHOWN_ITEMS]:
                 console.print(Text(f"{source.name}: skipped {skipped}"), highlight=False, soft_wrap=True)
             if len(source.skipped) > SHOWN_ITEMS:
@@ -120,7 +123,8 @@ def sources_table(summary: RunSummary) -> Table:
         table.add_column(column)
     for source in summary.collect.sources:
         if source.error:
-            status = Text(f"error: {source.error}" + (" (broken)" if source.broken else ""), style="red")
+            # the reason, with its hint, is printed in full below the table: a cell would cut it
+            status = Text("error, see below" + (" (broken)" if source.broken else ""), style="red")
         elif source.not_modified:
             status = Text("not modified")
         else:
