@@ -29,7 +29,7 @@ from publisher.scheduler import (
 )
 from publisher.store import DigestStatus, Store
 
-log = logging.getLogger("publisher.jobs")
+log = logging.getLogger(__name__)
 
 STOP_SECONDS = 10.0  # how long a stop waits for the job in flight before abandoning it
 LOOKBACK = timedelta(days=7)  # how far back a start looks for slots missed while it was down

@@ -24,7 +24,7 @@ from typing import Any
 from publisher.config import Config, parse_config
 from publisher.errors import ConfigError
 
-log = logging.getLogger("publisher.config")
+log = logging.getLogger(__name__)
 
 Listener = Callable[[Config, Config], None]
 Validator = Callable[[Config], list[str]]

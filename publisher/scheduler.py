@@ -33,7 +33,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from publisher.config import Config
 from publisher.crontab import CronSpec, CrontabError, parse_crontab
 
-log = logging.getLogger("publisher.scheduler")
+log = logging.getLogger(__name__)
 
 COLLECT = "collect"
 FEEDS = "feeds"

@@ -38,7 +38,7 @@ from publisher.scheduler import (
 )
 from publisher.store import Store
 
-log = logging.getLogger("publisher.serve")
+log = logging.getLogger(__name__)
 
 def state_path(config: Config, pid: int | None = None) -> Path:
     """Where a running service describes itself (read by `publisher schedule` and `status`).

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from publisher.models import Subscriber, SubscriberStatus
 
-log = logging.getLogger("publisher.subscribers")
+log = logging.getLogger(__name__)
 
 # the statuses mail events may lead to; anything else is set by the reader or the operator
 EVENT_STATUSES = frozenset({SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED, SubscriberStatus.UNSUBSCRIBED})

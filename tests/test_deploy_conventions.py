@@ -58,7 +58,7 @@ def test_log_format_json_gives_one_object_per_line(tmp_path: Path) -> None:
     assert lines
     entries = [json.loads(line) for line in lines]
     assert {"time", "level", "logger", "message"} <= set(entries[0])
-    assert any(e["logger"] == "publisher.collect" for e in entries)
+    assert any(e["logger"] == "publisher.pipeline.collect" for e in entries)
 
 
 def test_the_committed_schema_is_the_models_and_the_sample_config_validates() -> None:

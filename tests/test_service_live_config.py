@@ -59,7 +59,7 @@ def test_a_broken_edit_is_refused_with_line_and_key_and_logged_once(config_path:
     live.add_refusal_listener(refusals.append)
     text = rewrite(config_path, "  batch_size: 50", "  batch_size: many")
     line = text.splitlines().index("  batch_size: many") + 1
-    with caplog.at_level(logging.ERROR, logger="publisher.config"):
+    with caplog.at_level(logging.ERROR, logger="publisher.live_config"):
         assert not live.check_now()
         assert live.current() is good
         assert live.problems and live.problems[0].startswith(f"{config_path}:{line}: mail.batch_size: ")
@@ -90,7 +90,7 @@ def test_a_removed_file_keeps_the_last_good_config(config_path: Path, caplog: py
     live = LiveConfig(config_path)
     text = config_path.read_text(encoding="utf-8")
     config_path.unlink()
-    with caplog.at_level(logging.ERROR, logger="publisher.config"):
+    with caplog.at_level(logging.ERROR, logger="publisher.live_config"):
         assert not live.check_now()
         assert not live.check_now()
     assert caplog.text.count("cannot read") == 1

@@ -33,7 +33,7 @@ from publisher.cli.common import (
 from publisher.pipeline import RunSummary, message_template, run_day, select_digest
 from publisher.pipeline.digest import render_digest
 
-log = logging.getLogger("publisher.cli")
+log = logging.getLogger(__name__)
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from publisher.render.message import MessageTemplate
 from publisher.render.variants import frozen_variant
 from publisher.store import Store
 
-log = logging.getLogger("publisher.run")
+log = logging.getLogger(__name__)
 
 ProgressFactory = Callable[[str, int], Callable[[int, int], None]]
 

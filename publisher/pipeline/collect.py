@@ -16,7 +16,7 @@ from publisher.sources.language import primary_subtag
 from publisher.sources.normalize import is_skip
 from publisher.store import Store
 
-log = logging.getLogger("publisher.collect")
+log = logging.getLogger(__name__)
 
 # A single transient failure is not worth an alarm; this many in a row is.
 BROKEN_AFTER = 3

@@ -18,7 +18,7 @@ from publisher.render.templates import make_environment
 from publisher.selection import choose, day_bounds, split_stale
 from publisher.store import DigestConflict, DigestRecord, Store
 
-log = logging.getLogger("publisher.digest")
+log = logging.getLogger(__name__)
 
 
 @dataclass

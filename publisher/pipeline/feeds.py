@@ -29,7 +29,7 @@ from publisher.render.feeds.opml import MEDIA_TYPE as OPML_MEDIA_TYPE
 from publisher.render.feeds.opml import Subscription, opml_file_name, render_opml
 from publisher.store import Store
 
-log = logging.getLogger("publisher.feeds")
+log = logging.getLogger(__name__)
 
 # Inside the feeds directory but never served: the web face refuses names that start with a dot.
 IMAGE_SIZES_FILE = ".cache/image-sizes.json"

@@ -33,7 +33,7 @@ from publisher.store import DigestRecord, DigestStatus, PendingDelivery, Store
 from publisher.store.deliveries import LedgerWriter
 from publisher.subscriber_status import apply_status
 
-log = logging.getLogger("publisher.send")
+log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=2)
 SHOWN_FAILURES = 10  # failed deliveries kept by name in the outcome; the log has every one

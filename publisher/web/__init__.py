@@ -39,7 +39,7 @@ from publisher.web.subscribe import SubscribePages
 from publisher.web.unsubscribe import UnsubscribePages
 from publisher.web.webhooks import routes as webhook_routes
 
-log = logging.getLogger("publisher.web")
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024  # forms are small; a bigger body is refused before it is read
 # Providers post batches of events (SendGrid up to ~768 KB; SNS with original headers ~256 KB).

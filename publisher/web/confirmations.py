@@ -27,7 +27,7 @@ from publisher.store.subscribers import email_hash
 from publisher.web.context import WebContext
 from publisher.web.links import CONFIRM
 
-log = logging.getLogger("publisher.web.confirmations")
+log = logging.getLogger(__name__)
 
 ADDRESS_WINDOW = timedelta(days=1)
 LEASE = timedelta(minutes=5)

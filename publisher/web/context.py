@@ -28,7 +28,7 @@ from publisher.tokens import TokenSigner
 from publisher.web.csrf import CsrfGuard
 from publisher.web.strings import StringsCache, load_web_strings
 
-log = logging.getLogger("publisher.web")
+log = logging.getLogger(__name__)
 
 TransportFactory = Callable[[Config], MailTransport]
 

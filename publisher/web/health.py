@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from publisher.web.context import WebContext
 
-log = logging.getLogger("publisher.web.health")
+log = logging.getLogger(__name__)
 
 RECENT = 5
 

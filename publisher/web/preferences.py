@@ -23,7 +23,7 @@ from publisher.web.forms import read_choices
 from publisher.web.links import PREFERENCES, UNSUBSCRIBE, check_link, link_path
 from publisher.web.strings import choose_language
 
-log = logging.getLogger("publisher.web.preferences")
+log = logging.getLogger(__name__)
 
 
 class PreferencesPages:

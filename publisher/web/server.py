@@ -9,7 +9,7 @@ from typing import Any
 
 import uvicorn
 
-log = logging.getLogger("publisher.web.server")
+log = logging.getLogger(__name__)
 
 
 class WebServer:

@@ -30,7 +30,7 @@ from publisher.web.forms import Choices, field_text, read_choices
 from publisher.web.links import CONFIRM, PREFERENCES, check_link, link_path
 from publisher.web.strings import choose_language
 
-log = logging.getLogger("publisher.web.subscribe")
+log = logging.getLogger(__name__)
 
 CLIENT_WINDOW = timedelta(hours=1)
 PRUNE_EVERY = timedelta(hours=1)

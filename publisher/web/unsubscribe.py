@@ -24,7 +24,7 @@ from publisher.web.csrf import same_origin
 from publisher.web.links import PREFERENCES, UNSUBSCRIBE, check_link, link_path
 from publisher.web.strings import choose_language
 
-log = logging.getLogger("publisher.web.unsubscribe")
+log = logging.getLogger(__name__)
 
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"

@@ -16,7 +16,7 @@ from typing import Protocol, Self
 from publisher.errors import TransportUnavailable
 from publisher.models import OutgoingMessage, SendReport, SendResult
 
-log = logging.getLogger("publisher.delivery")
+log = logging.getLogger(__name__)
 
 # would break the SMTP command line or an outbox header line, or is not a bare address
 _UNSAFE_IN_ADDRESS = re.compile(r"[\x00-\x20<>\x7f]")

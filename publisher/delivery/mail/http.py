@@ -18,7 +18,7 @@ from urllib3.exceptions import NewConnectionError
 
 from publisher.errors import TransportUnavailable
 
-log = logging.getLogger("publisher.delivery.http")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

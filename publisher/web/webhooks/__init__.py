@@ -31,7 +31,7 @@ from publisher.store.provider_events import DeliveryRecipients, ReplayIds
 from publisher.subscriber_status import apply_status
 from publisher.web.context import WebContext
 
-log = logging.getLogger("publisher.web.webhooks")
+log = logging.getLogger(__name__)
 
 PROVIDERS = ("sendgrid", "mailgun", "postmark", "ses")
 MAX_ADDRESS = 320

@@ -47,7 +47,7 @@ from publisher.web.webhooks import (
     until,
 )
 
-log = logging.getLogger("publisher.web.webhooks.mailgun")
+log = logging.getLogger(__name__)
 
 PATH = "/webhooks/mailgun"
 MAX_AGE = 10 * 60  # a signature older than this is refused: the window a captured one could be tried in

@@ -51,7 +51,7 @@ from publisher.web.webhooks import (
     until,
 )
 
-log = logging.getLogger("publisher.web.webhooks.postmark")
+log = logging.getLogger(__name__)
 
 PATH = "/webhooks/postmark"
 REMEMBER_DAYS = 7

@@ -50,7 +50,7 @@ from publisher.web.webhooks import (
     until,
 )
 
-log = logging.getLogger("publisher.web.webhooks.sendgrid")
+log = logging.getLogger(__name__)
 
 PATH = "/webhooks/sendgrid"
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"

@@ -56,7 +56,7 @@ from publisher.web.webhooks import (
     until,
 )
 
-log = logging.getLogger("publisher.web.webhooks.ses")
+log = logging.getLogger(__name__)
 
 PATH = "/webhooks/ses"
 FETCH_TIMEOUT = 10.0
