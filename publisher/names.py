@@ -32,8 +32,10 @@ def name_problem(raw: str | None, *, limit: int = MAX_NAME_LENGTH) -> str | None
     """Why `raw` had to be changed to be stored, for a report line; None when it is stored as given."""
     if not raw:
         return None
+    changes = []
     if _UNWANTED.search(raw):
-        return "control characters removed from the name"
-    if len(raw.strip()) > limit:
-        return f"name cut to {limit} characters (it had {len(raw.strip())})"
-    return None
+        changes.append("control characters removed from the name")
+    cleaned = _SPACES.sub(" ", _UNWANTED.sub(" ", unicodedata.normalize("NFC", raw))).strip()
+    if len(cleaned) > limit:
+        changes.append(f"name cut to {limit} characters (it had {len(cleaned):,})")
+    return "; ".join(changes) or None

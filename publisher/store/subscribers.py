@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy.engine import Connection, Engine, Row
 
 from publisher.models import Subscriber, SubscriberStatus
 from publisher.store.schema import subscribers, suppressions
@@ -41,6 +41,84 @@ class ImportCounts:
     updated: int = 0
     kept: int = 0  # existing sticky status left alone
     suppressed: int = 0  # address asked to be forgotten: not re-added
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One checked row of an import: a normalized (lower-case) address and its values."""
+
+    email: str
+    name: str
+    language: str
+    status: SubscriberStatus
+    sections: tuple[str, ...] = ()
+
+
+_UPDATE = (
+    update(subscribers)
+    .where(subscribers.c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("new_status"), name=bindparam("new_name"), language=bindparam("new_language"),
+        sections=bindparam("new_sections"), updated_at=bindparam("new_updated_at"),
+    )
+)
+
+
+def import_batch(
+    connection: Connection, rows: Sequence[ImportRow], *, now: datetime, write: bool = True
+) -> list[str]:
+    """Add or update many subscribers in the caller's transaction: one outcome per row, in order.
+
+    The rules of `SubscriberRepository.upsert`, for a batch: 'suppressed' (asked to be forgotten: not
+    re-added), 'kept' (an unsubscribed, bounced or complained address is never re-activated),
+    'updated' or 'added'. Two SELECTs (existing addresses, suppression hashes), then one executemany
+    of inserts and one of updates. The addresses must be distinct. `write=False` only classifies.
+    """
+    if not rows:
+        return []
+    emails = [r.email for r in rows]
+    existing = {
+        r.email: (r.id, SubscriberStatus(r.status))
+        for r in connection.execute(
+            select(subscribers.c.id, subscribers.c.email, subscribers.c.status).where(subscribers.c.email.in_(emails))
+        )
+    }
+    hashes = {email_hash(e): e for e in emails}
+    suppressed = {
+        hashes[h]
+        for (h,) in connection.execute(
+            select(suppressions.c.email_hash).where(suppressions.c.email_hash.in_(list(hashes)))
+        )
+    }
+    outcomes: list[str] = []
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for row in rows:
+        if row.email in suppressed:
+            outcomes.append("suppressed")
+            continue
+        found = existing.get(row.email)
+        if found is None:
+            inserts.append({
+                "email": row.email, "name": row.name, "language": row.language, "status": row.status.value,
+                "sections": ",".join(row.sections), "paused": False, "created_at": now, "updated_at": now,
+                "confirmed_at": now if row.status is SubscriberStatus.ACTIVE else None,
+            })
+            outcomes.append("added")
+        elif found[1] in STICKY and row.status not in STICKY:
+            outcomes.append("kept")
+        else:
+            updates.append({
+                "row_id": found[0], "new_status": row.status.value, "new_name": row.name,
+                "new_language": row.language, "new_sections": ",".join(row.sections), "new_updated_at": now,
+            })
+            outcomes.append("updated")
+    if write:
+        if inserts:
+            connection.execute(subscribers.insert(), inserts)
+        if updates:
+            connection.execute(_UPDATE, updates)
+    return outcomes
 
 
 class SubscriberRepository:
@@ -154,13 +232,28 @@ class SubscriberRepository:
         subscriber = self.by_email(email)
         return self.forget(subscriber.id, reason="removed") if subscriber else False
 
-    def iterate(self, *, batch_size: int = 1000) -> Iterator[Subscriber]:
-        """Every subscriber, in id order, fetched in batches: memory does not grow with the list."""
+    def iterate(
+        self, *, batch_size: int = 1000, status: SubscriberStatus | None = None, search: str | None = None
+    ) -> Iterator[Subscriber]:
+        """Every subscriber, in id order, fetched in batches: memory does not grow with the list.
+
+        `status` keeps one status; `search` keeps those whose address or name contains the text
+        (case-insensitive).
+        """
         last = 0
+        conditions = []
+        if status is not None:
+            conditions.append(subscribers.c.status == status.value)
+        if search:
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conditions.append(or_(
+                subscribers.c.email.ilike(pattern, escape="\\"), subscribers.c.name.ilike(pattern, escape="\\")
+            ))
         while True:
             with self._engine.connect() as connection:
                 rows = connection.execute(
-                    select(subscribers).where(subscribers.c.id > last).order_by(subscribers.c.id).limit(batch_size)
+                    select(subscribers).where(subscribers.c.id > last, *conditions)
+                    .order_by(subscribers.c.id).limit(batch_size)
                 ).all()
             if not rows:
                 return
