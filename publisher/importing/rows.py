@@ -105,7 +105,8 @@ class RowChecker:
         else:
             language = self.default_language
         sections: list[str] = []
-        for value in filter(None, (s.strip() for s in re.split(r"[,;|]", _cell(fields, layout.sections)))):
+        listed = _cell(fields, layout.sections)
+        for value in filter(None, (s.strip() for s in re.split(r"[,;|]", listed) if listed)):
             canonical = self._sections.get(value.lower())
             if canonical is None:
                 return Rejection(line, f"section {shown(value)} is offered by no edition (sections: {self.offered})")
