@@ -146,6 +146,8 @@ def _explain(exc: csv.Error, source: _Lines) -> str:
             f"a quote opened on this line is never closed (the field runs to the end of the file, line "
             f"{source.last}); close the quote, or double a quote inside a quoted field (\"\")"
         )
+    if source.last > source.first:
+        return _runaway(source.first, source.last)
     if "expected after" in text:
         return f"bad quoting ({text}): a quote inside a quoted field must be doubled (\"\")"
     return f"cannot be read as CSV ({text})"
