@@ -25,9 +25,9 @@ _MAX_ADDRESS = 254
 
 @lru_cache(maxsize=65536)
 def _domain(domain: str) -> str | None:
-    """email_validator's normalized form of an ASCII domain, or None when it refuses it."""
+    """email_validator's normalized form of a domain (Unicode for xn-- labels), or None if refused."""
     try:
-        return validate_email(f"postmaster@{domain}", check_deliverability=False).ascii_domain
+        return validate_email(f"postmaster@{domain}", check_deliverability=False).domain
     except EmailNotValidError:
         return None
 
