@@ -50,3 +50,10 @@ def name_problem(raw: str | None, *, limit: int = MAX_NAME_LENGTH) -> str | None
     if len(cleaned) > limit:
         changes.append(f"name cut to {limit} characters (it had {len(cleaned):,})")
     return "; ".join(changes) or None
+
+
+def cleaned_with_problem(raw: str, *, limit: int = MAX_NAME_LENGTH) -> tuple[str, str | None]:
+    """clean_name and name_problem at once; a name that needs no change costs one C-level check."""
+    if not raw or _already_clean(raw, limit):
+        return raw, None
+    return clean_name(raw, limit=limit), name_problem(raw, limit=limit)

@@ -32,7 +32,7 @@ from publisher.importing.report import Report
 from publisher.importing.rows import Candidate, RowChecker
 from publisher.models import SubscriberStatus
 from publisher.store.consent import ConsentRepository
-from publisher.store.subscribers import ImportRow, import_batch
+from publisher.store.subscribers import import_batch
 
 CSV_COLUMNS = ["email", "name", "language", "status", "sections"]
 
@@ -148,23 +148,22 @@ def add(config_path: Path, email: str, name: str, edition: str | None, sections:
     store = open_store(config)
     try:
         with store.engine.begin() as connection:
-            row = ImportRow(checked.email, checked.name, checked.language, checked.status, checked.sections)
-            outcome = import_batch(connection, [row], now=datetime.now(UTC))[0]
-        current = store.subscribers.by_email(checked.email)
+            outcome = import_batch(connection, [checked.row], now=datetime.now(UTC))[0]
+        current = store.subscribers.by_email(checked.row.email)
     finally:
         store.close()
     for note in checked.notes:
         err_console.print(f"{note}", highlight=False, markup=False)
     if outcome == "kept":
         err_console.print(
-            f"{checked.email} is {current.status.value if current else 'not active'}: not re-activated "
+            f"{checked.row.email} is {current.status.value if current else 'not active'}: not re-activated "
             "(they must subscribe again themselves)", highlight=False, markup=False,
         )
         raise SystemExit(1)
     if outcome == "suppressed":
-        err_console.print(f"{checked.email} asked to be forgotten: not added", highlight=False, markup=False)
+        err_console.print(f"{checked.row.email} asked to be forgotten: not added", highlight=False, markup=False)
         raise SystemExit(1)
-    click.echo(f"{outcome} {checked.email} ({checked.language})")
+    click.echo(f"{outcome} {checked.row.email} ({checked.row.language})")
 
 
 @subscribers.command("export")

@@ -76,9 +76,10 @@ def import_file(
                 if not isinstance(checked, Candidate):
                     report.skip(checked.line, checked.reason)
                     continue
-                earlier = seen.setdefault(checked.email, checked.line)
+                email = checked.row.email
+                earlier = seen.setdefault(email, checked.line)
                 if earlier != checked.line:
-                    report.skip(checked.line, f"{checked.email} is already on line {earlier}")
+                    report.skip(checked.line, f"{email} is already on line {earlier}")
                     continue
                 if writer.add(checked) and progress:
                     progress(binary.tell(), size)
@@ -134,7 +135,7 @@ class _Writer:
         batch, self._batch = self._batch, []
         if not batch:
             return
-        rows = [ImportRow(c.email, c.name, c.language, c.status, c.sections) for c in batch]
+        rows = [c.row for c in batch]
         write = not self._settings.dry_run
         if self._connection is not None:
             outcomes = import_batch(self._connection, rows, now=self._now, write=write)

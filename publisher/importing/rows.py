@@ -8,24 +8,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from publisher.config import Config
 from publisher.importing.addresses import check_address
 from publisher.importing.formats import Layout
 from publisher.models import SubscriberStatus
-from publisher.names import clean_name, name_problem
+from publisher.names import cleaned_with_problem
+from publisher.store.subscribers import ImportRow
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     line: int
-    email: str
-    name: str
-    language: str
-    status: SubscriberStatus
-    sections: tuple[str, ...]
-    notes: tuple[str, ...] = field(default=())
+    row: ImportRow
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,7 +94,8 @@ class RowChecker:
     def _rest(
         self, line: int, email: str, status: SubscriberStatus, fields: Sequence[str], layout: Layout
     ) -> Candidate | Rejection:
-        raw_language = _cell(fields, layout.language)
+        index = layout.language
+        raw_language = fields[index].strip() if index is not None and index < len(fields) else ""
         if raw_language:
             language = self.language(raw_language)
             if language is None:
@@ -112,12 +110,14 @@ class RowChecker:
                 return Rejection(line, f"section {shown(value)} is offered by no edition (sections: {self.offered})")
             if canonical not in sections:
                 sections.append(canonical)
-        raw_name = " ".join(p for p in (_raw(fields, i) for i in layout.names) if p.strip())
-        notes: tuple[str, ...] = ()
-        change = name_problem(raw_name)
-        if change:
-            notes = (change,)
-        return Candidate(line, email, clean_name(raw_name), language, status, tuple(sections), notes)
+        names = layout.names
+        if len(names) == 1:
+            raw_name = fields[names[0]] if names[0] < len(fields) else ""
+        else:
+            raw_name = " ".join(p for p in (_raw(fields, i) for i in names) if p.strip())
+        name, change = cleaned_with_problem(raw_name.strip(" "))
+        row = ImportRow(email, name, language, status, tuple(sections))
+        return Candidate(line, row, (change,) if change else ())
 
 
 def _cell(fields: Sequence[str], index: int | None) -> str:

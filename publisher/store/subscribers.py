@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Dialect, delete, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine, Row
@@ -43,9 +43,11 @@ class ImportCounts:
     suppressed: int = 0  # address asked to be forgotten: not re-added
 
 
-@dataclass(frozen=True)
-class ImportRow:
-    """One checked row of an import: a normalized (lower-case) address and its values."""
+class ImportRow(NamedTuple):
+    """One checked row of an import: a normalized (lower-case) address and its values.
+
+    A NamedTuple: built once per imported row, it must be cheap (a frozen dataclass costs 3x).
+    """
 
     email: str
     name: str
@@ -90,24 +92,25 @@ def import_batch(
     """
     if not rows:
         return []
+    dialect = connection.dialect
+    marks = ", ".join([_marker(dialect)] * len(rows))
     emails = [r.email for r in rows]
     existing = {
-        r.email: (r.id, SubscriberStatus(r.status))
-        for r in connection.execute(
-            select(subscribers.c.id, subscribers.c.email, subscribers.c.status).where(subscribers.c.email.in_(emails))
+        email: (row_id, SubscriberStatus(status))
+        for row_id, email, status in connection.exec_driver_sql(
+            f"SELECT id, email, status FROM {subscribers.name} WHERE email IN ({marks})", tuple(emails)
         )
     }
     hashes = {email_hash(e): e for e in emails}
     suppressed = {
-        hashes[h]
-        for (h,) in connection.execute(
-            select(suppressions.c.email_hash).where(suppressions.c.email_hash.in_(list(hashes)))
+        hashes[digest]
+        for (digest,) in connection.exec_driver_sql(
+            f"SELECT email_hash FROM {suppressions.name} WHERE email_hash IN ({marks})", tuple(hashes)
         )
     }
     # Values go to the driver's own executemany: SQLAlchemy's per-row type processing cost 3x the
     # insert itself (measured: 14,000 vs 45,000 rows/s on SQLite). Every value is a plain string here
     # except the instant and the flag, which are converted once by the columns' own types.
-    dialect = connection.dialect
     stamp = _bound(dialect, "created_at", now)
     unpaused = _bound(dialect, "paused", False)
     outcomes: list[str] = []
