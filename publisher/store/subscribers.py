@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Dialect, delete, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from publisher.models import Subscriber, SubscriberStatus
 from publisher.store.schema import subscribers, suppressions
@@ -93,19 +94,21 @@ def import_batch(
     if not rows:
         return []
     dialect = connection.dialect
-    marks = ", ".join([_marker(dialect)] * len(rows))
+    postgres = dialect.name == "postgresql"
+    # PostgreSQL: one array parameter (psycopg re-parses a query of 1,000 placeholders on every call)
+    where = "= ANY(%s)" if postgres else f"IN ({', '.join([_marker(dialect)] * len(rows))})"
     emails = [r.email for r in rows]
     existing = {
         email: (row_id, SubscriberStatus(status))
         for row_id, email, status in connection.exec_driver_sql(
-            f"SELECT id, email, status FROM {subscribers.name} WHERE email IN ({marks})", tuple(emails)
+            f"SELECT id, email, status FROM {subscribers.name} WHERE email {where}", _args(postgres, emails)
         )
     }
     hashes = {email_hash(e): e for e in emails}
     suppressed = {
         hashes[digest]
         for (digest,) in connection.exec_driver_sql(
-            f"SELECT email_hash FROM {suppressions.name} WHERE email_hash IN ({marks})", tuple(hashes)
+            f"SELECT email_hash FROM {suppressions.name} WHERE email_hash {where}", _args(postgres, list(hashes))
         )
     }
     # Values go to the driver's own executemany: SQLAlchemy's per-row type processing cost 3x the
@@ -131,13 +134,55 @@ def import_batch(
         else:
             updates.append((row.status.value, row.name, row.language, ",".join(row.sections), stamp, found[0]))
             outcomes.append("updated")
-    if write:
+    if write and postgres:
+        _write_postgresql(connection, inserts, updates)
+    elif write:
         insert_sql, update_sql = _sql(dialect)
         if inserts:
             connection.exec_driver_sql(insert_sql, inserts)
         if updates:
             connection.exec_driver_sql(update_sql, updates)
     return outcomes
+
+
+def _args(postgres: bool, values: list[str]) -> tuple[Any, ...]:
+    return (values,) if postgres else tuple(values)
+
+
+def _write_postgresql(connection: Connection, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]]) -> None:
+    """COPY for new rows and one UPDATE ... FROM unnest(arrays) for the rest, in the caller's transaction.
+
+    psycopg's executemany sends each row as its own statement, at ~5,000 rows/s here; COPY and the
+    array update take a batch in one round trip each.
+    """
+    import psycopg  # only here: the PostgreSQL driver is an optional dependency
+
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    try:
+        _copy_and_update(raw, inserts, updates)
+    except psycopg.errors.UniqueViolation as exc:  # a concurrent import added one: the caller reads again
+        raise IntegrityError(f"COPY {subscribers.name}", None, exc) from exc
+    except psycopg.Error as exc:  # our errors are SQLAlchemy's, whatever the statement
+        raise OperationalError(f"COPY/UPDATE {subscribers.name}", None, exc) from exc
+
+
+def _copy_and_update(raw: Any, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]]) -> None:
+    with raw.cursor() as cursor:
+        if inserts:
+            with cursor.copy(f"COPY {subscribers.name} ({', '.join(_INSERT_COLUMNS)}) FROM STDIN") as copy:
+                for values in inserts:
+                    copy.write_row(values)
+        if updates:
+            status, name, language, sections, stamps, ids = (list(column) for column in zip(*updates, strict=True))
+            cursor.execute(
+                f"UPDATE {subscribers.name} AS s SET status = v.status, name = v.name, language = v.language, "
+                "sections = v.sections, updated_at = %s FROM unnest(%s::int[], %s::text[], %s::text[], "
+                "%s::text[], %s::text[]) AS v(id, status, name, language, sections) "
+                # the ANY lets the planner look the rows up by key instead of hashing the whole table
+                "WHERE s.id = v.id AND s.id = ANY(%s::int[])",
+                (stamps[0], ids, status, name, language, sections, ids),
+            )
 
 
 class SubscriberRepository:
