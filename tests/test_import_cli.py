@@ -207,3 +207,22 @@ def test_no_email_column_names_the_fix(site: Path) -> None:
     mapped = publisher("subscribers", "import", str(path), "--map", "email=address,name=who", cwd=site)
     assert mapped.returncode == 0, mapped.stderr
     assert listed(site)["x@example.org"][1] == "X"
+
+
+def test_rules_hold_across_batches(site: Path) -> None:
+    first = site / "first.csv"
+    first.write_text(HEADER + "reader1500@example.org,Left Us,en,unsubscribed,\n" + "forgot@example.org,F,en,,\n",
+                     encoding="utf-8")
+    assert publisher("subscribers", "import", str(first), cwd=site).returncode == 0
+    assert publisher("subscribers", "remove", "forgot@example.org", cwd=site).returncode == 0
+
+    path = site / "big.csv"
+    rows = good_rows(0, 2300) + "Reader10@example.org,Again,en,,\n" + "forgot@example.org,Back,en,,\n" + good_rows(2300, 200)
+    path.write_text(HEADER + rows, encoding="utf-8")
+    result = publisher("subscribers", "import", str(path), cwd=site)
+    assert result.returncode == 1
+    assert f"{path}:2302: reader10@example.org is already on line 12; row skipped" in result.stderr
+    assert "2,499 added, 0 updated, 1 kept, 1 suppressed, 1 skipped" in result.stdout
+    listing = listed(site)
+    assert listing["reader1500@example.org"][3] == "unsubscribed" and listing["reader10@example.org"][1] == "Reader 10"
+    assert "forgot@example.org" not in listing and len(listing) == 2500

@@ -95,3 +95,34 @@ def test_add_and_search(site: Path) -> None:
     assert set(listed(site, "--search", "100%_")) == {"other@example.org"}  # % and _ are literal
     assert set(listed(site, "--search", "0%x")) == set()
     assert listed(site)["hala@example.org"][4] == "culture"
+
+
+def test_a_progress_bar_on_a_terminal_and_none_in_a_pipe(tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    write_config(tmp_path)
+    path = tmp_path / "list.csv"
+    path.write_text("email,name\n" + "".join(f"r{i}@example.org,R{i}\n" for i in range(3000)), encoding="utf-8")
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "publisher", "subscribers", "import", str(path), "--config",
+                                "config.yaml"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    stdout, _ = process.communicate(timeout=120)
+    os.close(master)
+    assert process.returncode == 0 and "3,000 added" in stdout
+    assert b"importing" in seen and b"\x1b[" in seen  # the bar, drawn with terminal control sequences
+
+    piped = publisher("subscribers", "import", str(path), cwd=tmp_path)
+    assert piped.returncode == 0 and "importing" not in piped.stderr and "\x1b[" not in piped.stderr
