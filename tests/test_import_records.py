@@ -49,3 +49,7 @@ def test_delimiter_from_the_header() -> None:
     assert sniff_delimiter("E-mail;Name;Lang\n") == ";"
     assert sniff_delimiter("email\tname\n") == "\t"
     assert sniff_delimiter("email\n") == ","
+
+
+def test_rows_of_only_delimiters_are_no_rows() -> None:
+    assert read("email,name\na@example.org,A\n,,\n , \n") == [Record(1, ["email", "name"]), Record(2, ["a@example.org", "A"])]

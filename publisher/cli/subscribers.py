@@ -93,6 +93,12 @@ def import_(
             highlight=False, markup=False,
         )
         raise SystemExit(3) from exc
+    except KeyboardInterrupt as exc:
+        err_console.print(
+            "interrupted: batches already committed stay (none with --atomic or --dry-run); importing the "
+            "file again is safe", highlight=False, markup=False,
+        )
+        raise SystemExit(130) from exc
     finally:
         store.close()
     click.echo(f"{csv_file}: {result.format} export, {result.encoding}, {report.rows:,} rows")

@@ -89,7 +89,10 @@ def sniff_delimiter(first_line: str) -> str:
 
 
 def read_records(lines: Iterable[str], *, delimiter: str = ",") -> Iterator[Record | Broken]:
-    """Every record with its first line number, or a Broken one with the reason; blank lines skipped."""
+    """Every record with its first line number, or a Broken one with the reason.
+
+    Lines with no data (blank, or only delimiters, as spreadsheets leave at the end) are no rows.
+    """
     csv.field_size_limit(FIELD_LIMIT)
     source = _Lines(lines)
     reader = csv.reader(source, delimiter=delimiter, strict=True)
@@ -114,7 +117,7 @@ def read_records(lines: Iterable[str], *, delimiter: str = ",") -> Iterator[Reco
             source.resume_after_first()
             reader = csv.reader(source, delimiter=delimiter, strict=True)
             continue
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
+        if not any(value.strip() for value in fields):  # a blank line, or only delimiters (spreadsheets)
             continue
         yield Record(source.first, fields)
 
