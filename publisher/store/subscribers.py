@@ -222,36 +222,11 @@ class SubscriberRepository:
     ) -> str:
         """Add or update one subscriber. Returns 'added', 'updated', 'kept' or 'suppressed'.
 
-        An unsubscribed, bounced or complained address is never re-activated here.
+        An unsubscribed, bounced or complained address is never re-activated here (import_batch's rules).
         """
-        now = now or datetime.now(UTC)
-        email = email.strip().lower()
+        row = ImportRow(email.strip().lower(), name, language, status, tuple(sections))
         with self._engine.begin() as connection:
-            if connection.execute(
-                select(suppressions.c.email_hash).where(suppressions.c.email_hash == email_hash(email))
-            ).first():
-                return "suppressed"
-            row = connection.execute(select(subscribers).where(subscribers.c.email == email)).first()
-            values = {"name": name, "language": language, "sections": ",".join(sections), "updated_at": now}
-            if row is None:
-                connection.execute(
-                    subscribers.insert().values(
-                        email=email,
-                        status=status.value,
-                        created_at=now,
-                        confirmed_at=now if status is SubscriberStatus.ACTIVE else None,
-                        paused=False,
-                        **values,
-                    )
-                )
-                return "added"
-            current = SubscriberStatus(row.status)
-            if current in STICKY and status not in STICKY:
-                return "kept"
-            connection.execute(
-                update(subscribers).where(subscribers.c.id == row.id).values(status=status.value, **values)
-            )
-            return "updated"
+            return import_batch(connection, [row], now=now or datetime.now(UTC))[0]
 
     def set_status(self, subscriber_id: int, status: SubscriberStatus, *, reason: str | None = None) -> bool:
         now = datetime.now(UTC)
