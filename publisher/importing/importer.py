@@ -118,6 +118,7 @@ class _Writer:
         self._report = report
         self._settings = settings
         self._batch: list[Candidate] = []
+        self._noted: list[int] = []  # indexes in the batch of rows with notes (a cleaned name)
         self._now = datetime.now(UTC)
         self._connection: Connection | None = None
         if settings.atomic or settings.dry_run:
@@ -125,6 +126,8 @@ class _Writer:
             self._transaction = self._connection.begin()
 
     def add(self, candidate: Candidate) -> bool:
+        if candidate.notes:
+            self._noted.append(len(self._batch))
         self._batch.append(candidate)
         if len(self._batch) >= self._settings.batch_size:
             self.flush()
@@ -133,6 +136,7 @@ class _Writer:
 
     def flush(self) -> None:
         batch, self._batch = self._batch, []
+        noted, self._noted = self._noted, []
         if not batch:
             return
         rows = [c.row for c in batch]
@@ -141,10 +145,10 @@ class _Writer:
             outcomes = import_batch(self._connection, rows, now=self._now, write=write)
         else:
             outcomes = self._own_transaction(rows)
-        for candidate, outcome in zip(batch, outcomes, strict=True):
-            self._report.count(outcome)
-            for note in candidate.notes:
-                self._report.note(candidate.line, note, outcome)
+        self._report.count_all(outcomes)
+        for index in noted:
+            for note in batch[index].notes:
+                self._report.note(batch[index].line, note, outcomes[index])
 
     def _own_transaction(self, rows: list[ImportRow]) -> list[str]:
         # Another process may add one of these addresses between our SELECT and INSERT: read again once.

@@ -6,7 +6,8 @@ once and memory does not grow with them; the counts make the summary.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 OUTCOMES = ("added", "updated", "kept", "suppressed")
@@ -30,6 +31,10 @@ class Report:
 
     def count(self, outcome: str) -> None:
         self.counts[outcome] += 1
+
+    def count_all(self, outcomes: Iterable[str]) -> None:
+        for outcome, number in Counter(outcomes).items():
+            self.counts[outcome] += number
 
     @property
     def rows(self) -> int:

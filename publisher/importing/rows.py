@@ -94,34 +94,36 @@ class RowChecker:
     def _rest(
         self, line: int, email: str, status: SubscriberStatus, fields: Sequence[str], layout: Layout
     ) -> Candidate | Rejection:
+        # Called once per row of every import: plain statements, no generators on the common path.
+        width = len(fields)
         index = layout.language
-        raw_language = fields[index].strip() if index is not None and index < len(fields) else ""
+        raw_language = fields[index].strip() if index is not None and index < width else ""
+        language = self.default_language
         if raw_language:
-            language = self.language(raw_language)
-            if language is None:
+            found = self._languages.get(raw_language.lower())
+            if found is None:
                 return Rejection(line, f"language {shown(raw_language)} has no edition (editions: {self.editions})")
-        else:
-            language = self.default_language
+            language = found
         sections: list[str] = []
-        listed = _cell(fields, layout.sections)
-        for value in filter(None, (s.strip() for s in re.split(r"[,;|]", listed) if listed)):
-            canonical = self._sections.get(value.lower())
-            if canonical is None:
-                return Rejection(line, f"section {shown(value)} is offered by no edition (sections: {self.offered})")
-            if canonical not in sections:
-                sections.append(canonical)
+        index = layout.sections
+        listed = fields[index].strip() if index is not None and index < width else ""
+        if listed:
+            for value in re.split(r"[,;|]", listed):
+                value = value.strip()
+                if not value:
+                    continue
+                canonical = self._sections.get(value.lower())
+                if canonical is None:
+                    return Rejection(line, f"section {shown(value)} is offered by no edition (sections: {self.offered})")
+                if canonical not in sections:
+                    sections.append(canonical)
         names = layout.names
         if len(names) == 1:
-            raw_name = fields[names[0]] if names[0] < len(fields) else ""
+            raw_name = fields[names[0]] if names[0] < width else ""
         else:
             raw_name = " ".join(p for p in (_raw(fields, i) for i in names) if p.strip())
         name, change = cleaned_with_problem(raw_name.strip(" "))
-        row = ImportRow(email, name, language, status, tuple(sections))
-        return Candidate(line, row, (change,) if change else ())
-
-
-def _cell(fields: Sequence[str], index: int | None) -> str:
-    return fields[index].strip() if index is not None and index < len(fields) else ""
+        return Candidate(line, ImportRow(email, name, language, status, tuple(sections)), (change,) if change else ())
 
 
 def _raw(fields: Sequence[str], index: int) -> str:

@@ -104,7 +104,7 @@ def import_batch(
             f"SELECT id, email, status FROM {subscribers.name} WHERE email {where}", _args(postgres, emails)
         )
     }
-    hashes = {email_hash(e): e for e in emails}
+    hashes = {hashlib.sha256(e.encode("utf-8")).hexdigest(): e for e in emails}  # email_hash of normalized
     suppressed = {
         hashes[digest]
         for (digest,) in connection.exec_driver_sql(
