@@ -9,7 +9,8 @@ a fresh empty store:
 
 - ours: the code `publisher subscribers import` runs (decode check, CSV records with quote recovery,
   format detection, row checks, duplicate check, batches of 1,000: two SELECTs + executemany, one
-  transaction each), then the same file again (every row an update);
+  transaction each), then a copy with every name changed (every row an update), then that copy
+  again (every row unchanged: nothing written);
 - baseline: csv.reader, the same row validation (address and name), and one bare driver executemany
   of all rows in one transaction: no report, no duplicate or suppression check, no batches.
 
@@ -53,12 +54,12 @@ NAMES = ["Layla Haddad", "Omar Khatib", "سارة العلي", "يوسف منص�
 SECTIONS = ["", "", "", "culture", "politics,economy", "sports"]
 
 
-def write_csv(path: Path, rows: int) -> None:
+def write_csv(path: Path, rows: int, suffix: str = "") -> None:
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["email", "name", "language", "status", "sections"])
         for i in range(rows):
-            writer.writerow([f"reader{i}@example{i % 97}.org", f"{NAMES[i % 6]} {i}", "ar" if i % 3 else "en",
+            writer.writerow([f"reader{i}@example{i % 97}.org", f"{NAMES[i % 6]} {i}{suffix}", "ar" if i % 3 else "en",
                              "active", SECTIONS[i % 6]])
 
 
@@ -102,15 +103,16 @@ def timed(rows: list[Rate], count: Callable[[], int]) -> Iterator[None]:
     rows.append(Rate(count(), time.perf_counter() - wall, time.process_time() - cpu))
 
 
-def ours(csv_path: Path, config_path: Path, url: str) -> list[Rate]:
+def ours(csv_path: Path, changed_path: Path, config_path: Path, url: str) -> list[Rate]:
     config = load_config(config_path)
     store = Store.open(url)
     try:
         rates: list[Rate] = []
-        for _ in range(2):  # first every row is added, then every row is updated
-            report = Report(csv_path, lambda line: print(line, file=sys.stderr))
+        # every row added; every row updated (each name changed); the same file again (nothing to write)
+        for path in (csv_path, changed_path, changed_path):
+            report = Report(path, lambda line: print(line, file=sys.stderr))
             with timed(rates, lambda report=report: report.rows):
-                import_file(csv_path, store.engine, RowChecker(config), report)
+                import_file(path, store.engine, RowChecker(config), report)
             assert report.skipped == 0, report.summary()
         return rates
     finally:
@@ -158,18 +160,22 @@ def main() -> None:
         for size in sizes:
             csv_path = directory / f"list-{size}.csv"
             write_csv(csv_path, size)
+            changed_path = directory / f"list-{size}-changed.csv"
+            write_csv(changed_path, size, suffix=" b")
             with fresh_store(args.store_url, directory) as url:
-                added, updated = ours(csv_path, config_path, url)
+                added, updated, unchanged = ours(csv_path, changed_path, config_path, url)
             with fresh_store(args.store_url, directory) as url:
                 bare = baseline(csv_path, url)
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(f"{size:,} rows (load average {os.getloadavg()[0]:.1f}, max RSS {rss:,.0f} MB):")
             print(f"  ours, new addresses:   {added}")
             print(f"  ours, all updates:     {updated}")
+            print(f"  ours, all unchanged:   {unchanged}")
             print(f"  bare executemany:      {bare}")
             print(f"  ratio ours/bare: {added.wall / bare.wall:.2f} new, {updated.wall / bare.wall:.2f} updates "
                   f"(per CPU-second: {added.cpu / bare.cpu:.2f}, {updated.cpu / bare.cpu:.2f})")
             csv_path.unlink()
+            changed_path.unlink()
 
 
 if __name__ == "__main__":

@@ -222,7 +222,7 @@ def test_rules_hold_across_batches(site: Path) -> None:
     result = publisher("subscribers", "import", str(path), cwd=site)
     assert result.returncode == 1
     assert f"{path}:2302: reader10@example.org is already on line 12; row skipped" in result.stderr
-    assert "2,499 added, 0 updated, 1 kept, 1 suppressed, 1 skipped" in result.stdout
+    assert "2,499 added, 0 updated, 0 unchanged, 1 kept, 1 suppressed, 1 skipped" in result.stdout
     listing = listed(site)
     assert listing["reader1500@example.org"][3] == "unsubscribed" and listing["reader10@example.org"][1] == "Reader 10"
     assert "forgot@example.org" not in listing and len(listing) == 2500

@@ -39,7 +39,7 @@ def test_mailchimp_status_files_map_to_our_statuses_and_never_reactivate(site: P
 
     # the subscribed file again (an old export): the unsubscribed address stays unsubscribed
     result = publisher("subscribers", "import", "mailchimp_subscribed.csv", cwd=site)
-    assert result.returncode == 0 and "2 updated, 1 kept" in result.stdout
+    assert result.returncode == 0 and "2 updated, 0 unchanged, 1 kept" in result.stdout
     assert listed(site)["lapsed@example.org"][3] == "unsubscribed"
 
 

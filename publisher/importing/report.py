@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-OUTCOMES = ("added", "updated", "kept", "suppressed")
+OUTCOMES = ("added", "updated", "unchanged", "kept", "suppressed")
 
 
 class Report:

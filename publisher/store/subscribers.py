@@ -86,9 +86,9 @@ def import_batch(
 ) -> list[str]:
     """Add or update many subscribers in the caller's transaction: one outcome per row, in order.
 
-    The rules of `SubscriberRepository.upsert`, for a batch: 'suppressed' (asked to be forgotten: not
-    re-added), 'kept' (an unsubscribed, bounced or complained address is never re-activated),
-    'updated' or 'added'. Two SELECTs (existing addresses, suppression hashes), then one executemany
+    Outcomes: 'suppressed' (asked to be forgotten: not re-added), 'kept' (an unsubscribed, bounced or
+    complained address is never re-activated), 'unchanged' (same values: nothing written), 'updated'
+    or 'added'. Two SELECTs (existing addresses, suppression hashes), then one executemany
     of inserts and one of updates. The addresses must be distinct. `write=False` only classifies.
     """
     if not rows:
@@ -99,9 +99,10 @@ def import_batch(
     where = "= ANY(%s)" if postgres else f"IN ({', '.join([_marker(dialect)] * len(rows))})"
     emails = [r.email for r in rows]
     existing = {
-        email: (row_id, SubscriberStatus(status))
-        for row_id, email, status in connection.exec_driver_sql(
-            f"SELECT id, email, status FROM {subscribers.name} WHERE email {where}", _args(postgres, emails)
+        found[1]: found
+        for found in connection.exec_driver_sql(
+            f"SELECT id, email, status, name, language, sections FROM {subscribers.name} WHERE email {where}",
+            _args(postgres, emails),
         )
     }
     hashes = {hashlib.sha256(e.encode("utf-8")).hexdigest(): e for e in emails}  # email_hash of normalized
@@ -124,15 +125,18 @@ def import_batch(
             outcomes.append("suppressed")
             continue
         found = existing.get(row.email)
+        sections = ",".join(row.sections)
         if found is None:
             confirmed = stamp if row.status is SubscriberStatus.ACTIVE else None
-            inserts.append((row.email, row.name, row.language, row.status.value, ",".join(row.sections),
+            inserts.append((row.email, row.name, row.language, row.status.value, sections,
                             unpaused, stamp, stamp, confirmed))
             outcomes.append("added")
-        elif found[1] in STICKY and row.status not in STICKY:
+        elif SubscriberStatus(found[2]) in STICKY and row.status not in STICKY:
             outcomes.append("kept")
+        elif (found[2], found[3], found[4], found[5]) == (row.status.value, row.name, row.language, sections):
+            outcomes.append("unchanged")  # a list imported again: nothing to write
         else:
-            updates.append((row.status.value, row.name, row.language, ",".join(row.sections), stamp, found[0]))
+            updates.append((row.status.value, row.name, row.language, sections, stamp, found[0]))
             outcomes.append("updated")
     if write and postgres:
         _write_postgresql(connection, inserts, updates)
@@ -220,7 +224,7 @@ class SubscriberRepository:
         sections: Sequence[str] = (),
         now: datetime | None = None,
     ) -> str:
-        """Add or update one subscriber. Returns 'added', 'updated', 'kept' or 'suppressed'.
+        """Add or update one subscriber: 'added', 'updated', 'unchanged', 'kept' or 'suppressed'.
 
         An unsubscribed, bounced or complained address is never re-activated here (import_batch's rules).
         """
