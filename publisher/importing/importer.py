@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 
 from sqlalchemy.engine import Connection, Engine
@@ -62,7 +63,7 @@ def import_file(
     size = path.stat().st_size
     with text:
         first = text.readline()
-        records = read_records(_chain(first, text), delimiter=sniff_delimiter(first))
+        records = read_records(chain([first] if first else [], text), delimiter=sniff_delimiter(first))
         layout = _header(path, records, settings.mapping)
         result.format = layout.format
         writer = _Writer(engine, report, settings)
@@ -90,12 +91,6 @@ def import_file(
     if progress:
         progress(size, size)
     return result
-
-
-def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
-    if first:
-        yield first
-    yield from rest
 
 
 def _header(path: Path, records: Iterator[Record | Broken], mapping: dict[str, str] | None) -> Layout:
