@@ -6,10 +6,11 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy import Dialect, delete, func, or_, select, update
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from publisher.models import Subscriber, SubscriberStatus
 from publisher.store.schema import subscribers, suppressions
@@ -41,6 +42,151 @@ class ImportCounts:
     updated: int = 0
     kept: int = 0  # existing sticky status left alone
     suppressed: int = 0  # address asked to be forgotten: not re-added
+
+
+class ImportRow(NamedTuple):
+    """One checked row of an import: a normalized (lower-case) address and its values.
+
+    A NamedTuple: built once per imported row, it must be cheap (a frozen dataclass costs 3x).
+    """
+
+    email: str
+    name: str
+    language: str
+    status: SubscriberStatus
+    sections: tuple[str, ...] = ()
+
+
+_INSERT_COLUMNS = ("email", "name", "language", "status", "sections", "paused", "created_at", "updated_at",
+                  "confirmed_at")
+_UPDATE_COLUMNS = ("status", "name", "language", "sections", "updated_at")
+
+
+def _marker(dialect: Dialect) -> str:
+    return "?" if dialect.paramstyle == "qmark" else "%s"  # sqlite3: qmark; psycopg: format/pyformat
+
+
+def _bound(dialect: Dialect, column: str, value: Any) -> Any:
+    """A value as the column's type hands it to the driver (a UTC datetime as SQLite's text, say)."""
+    process = subscribers.c[column].type.dialect_impl(dialect).bind_processor(dialect)
+    return process(value) if process else value
+
+
+def _sql(dialect: Dialect) -> tuple[str, str]:
+    mark = _marker(dialect)
+    insert = (f"INSERT INTO {subscribers.name} ({', '.join(_INSERT_COLUMNS)}) "
+              f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})")
+    update_ = (f"UPDATE {subscribers.name} SET {', '.join(f'{c} = {mark}' for c in _UPDATE_COLUMNS)} "
+               f"WHERE id = {mark}")
+    return insert, update_
+
+
+def import_batch(
+    connection: Connection, rows: Sequence[ImportRow], *, now: datetime, write: bool = True
+) -> list[str]:
+    """Add or update many subscribers in the caller's transaction: one outcome per row, in order.
+
+    Outcomes: 'suppressed' (asked to be forgotten: not re-added), 'kept' (an unsubscribed, bounced or
+    complained address is never re-activated), 'unchanged' (same values: nothing written), 'updated'
+    or 'added'. Two SELECTs (existing addresses, suppression hashes), then one executemany
+    of inserts and one of updates. The addresses must be distinct. `write=False` only classifies.
+    """
+    if not rows:
+        return []
+    dialect = connection.dialect
+    postgres = dialect.name == "postgresql"
+    # PostgreSQL: one array parameter (psycopg re-parses a query of 1,000 placeholders on every call)
+    where = "= ANY(%s)" if postgres else f"IN ({', '.join([_marker(dialect)] * len(rows))})"
+    emails = [r.email for r in rows]
+    existing = {
+        found[1]: found
+        for found in connection.exec_driver_sql(
+            f"SELECT id, email, status, name, language, sections FROM {subscribers.name} WHERE email {where}",
+            _args(postgres, emails),
+        )
+    }
+    hashes = {hashlib.sha256(e.encode("utf-8")).hexdigest(): e for e in emails}  # email_hash of normalized
+    suppressed = {
+        hashes[digest]
+        for (digest,) in connection.exec_driver_sql(
+            f"SELECT email_hash FROM {suppressions.name} WHERE email_hash {where}", _args(postgres, list(hashes))
+        )
+    }
+    # Values go to the driver's own executemany: SQLAlchemy's per-row type processing cost 3x the
+    # insert itself (measured: 14,000 vs 45,000 rows/s on SQLite). Every value is a plain string here
+    # except the instant and the flag, which are converted once by the columns' own types.
+    stamp = _bound(dialect, "created_at", now)
+    unpaused = _bound(dialect, "paused", False)
+    outcomes: list[str] = []
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    for row in rows:
+        if row.email in suppressed:
+            outcomes.append("suppressed")
+            continue
+        found = existing.get(row.email)
+        sections = ",".join(row.sections)
+        if found is None:
+            confirmed = stamp if row.status is SubscriberStatus.ACTIVE else None
+            inserts.append((row.email, row.name, row.language, row.status.value, sections,
+                            unpaused, stamp, stamp, confirmed))
+            outcomes.append("added")
+        elif SubscriberStatus(found[2]) in STICKY and row.status not in STICKY:
+            outcomes.append("kept")
+        elif (found[2], found[3], found[4], found[5]) == (row.status.value, row.name, row.language, sections):
+            outcomes.append("unchanged")  # a list imported again: nothing to write
+        else:
+            updates.append((row.status.value, row.name, row.language, sections, stamp, found[0]))
+            outcomes.append("updated")
+    if write and postgres:
+        _write_postgresql(connection, inserts, updates)
+    elif write:
+        insert_sql, update_sql = _sql(dialect)
+        if inserts:
+            connection.exec_driver_sql(insert_sql, inserts)
+        if updates:
+            connection.exec_driver_sql(update_sql, updates)
+    return outcomes
+
+
+def _args(postgres: bool, values: list[str]) -> tuple[Any, ...]:
+    return (values,) if postgres else tuple(values)
+
+
+def _write_postgresql(connection: Connection, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]]) -> None:
+    """COPY for new rows and one UPDATE ... FROM unnest(arrays) for the rest, in the caller's transaction.
+
+    psycopg's executemany sends each row as its own statement, at ~5,000 rows/s here; COPY and the
+    array update take a batch in one round trip each.
+    """
+    import psycopg  # only here: the PostgreSQL driver is an optional dependency
+
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    try:
+        _copy_and_update(raw, inserts, updates)
+    except psycopg.errors.UniqueViolation as exc:  # a concurrent import added one: the caller reads again
+        raise IntegrityError(f"COPY {subscribers.name}", None, exc) from exc
+    except psycopg.Error as exc:  # our errors are SQLAlchemy's, whatever the statement
+        raise OperationalError(f"COPY/UPDATE {subscribers.name}", None, exc) from exc
+
+
+def _copy_and_update(raw: Any, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]]) -> None:
+    with raw.cursor() as cursor:
+        if inserts:
+            with cursor.copy(f"COPY {subscribers.name} ({', '.join(_INSERT_COLUMNS)}) FROM STDIN") as copy:
+                for values in inserts:
+                    copy.write_row(values)
+        if updates:
+            status, name, language, sections, stamps, ids = (list(column) for column in zip(*updates, strict=True))
+            cursor.execute(
+                f"UPDATE {subscribers.name} AS s SET status = v.status, name = v.name, language = v.language, "
+                "sections = v.sections, updated_at = %s FROM unnest(%s::int[], %s::text[], %s::text[], "
+                "%s::text[], %s::text[]) AS v(id, status, name, language, sections) "
+                # the ANY lets the planner look the rows up by key instead of hashing the whole table
+                "WHERE s.id = v.id AND s.id = ANY(%s::int[])",
+                (stamps[0], ids, status, name, language, sections, ids),
+            )
 
 
 class SubscriberRepository:
@@ -78,38 +224,13 @@ class SubscriberRepository:
         sections: Sequence[str] = (),
         now: datetime | None = None,
     ) -> str:
-        """Add or update one subscriber. Returns 'added', 'updated', 'kept' or 'suppressed'.
+        """Add or update one subscriber: 'added', 'updated', 'unchanged', 'kept' or 'suppressed'.
 
-        An unsubscribed, bounced or complained address is never re-activated here.
+        An unsubscribed, bounced or complained address is never re-activated here (import_batch's rules).
         """
-        now = now or datetime.now(UTC)
-        email = email.strip().lower()
+        row = ImportRow(email.strip().lower(), name, language, status, tuple(sections))
         with self._engine.begin() as connection:
-            if connection.execute(
-                select(suppressions.c.email_hash).where(suppressions.c.email_hash == email_hash(email))
-            ).first():
-                return "suppressed"
-            row = connection.execute(select(subscribers).where(subscribers.c.email == email)).first()
-            values = {"name": name, "language": language, "sections": ",".join(sections), "updated_at": now}
-            if row is None:
-                connection.execute(
-                    subscribers.insert().values(
-                        email=email,
-                        status=status.value,
-                        created_at=now,
-                        confirmed_at=now if status is SubscriberStatus.ACTIVE else None,
-                        paused=False,
-                        **values,
-                    )
-                )
-                return "added"
-            current = SubscriberStatus(row.status)
-            if current in STICKY and status not in STICKY:
-                return "kept"
-            connection.execute(
-                update(subscribers).where(subscribers.c.id == row.id).values(status=status.value, **values)
-            )
-            return "updated"
+            return import_batch(connection, [row], now=now or datetime.now(UTC))[0]
 
     def set_status(self, subscriber_id: int, status: SubscriberStatus, *, reason: str | None = None) -> bool:
         now = datetime.now(UTC)
@@ -154,13 +275,28 @@ class SubscriberRepository:
         subscriber = self.by_email(email)
         return self.forget(subscriber.id, reason="removed") if subscriber else False
 
-    def iterate(self, *, batch_size: int = 1000) -> Iterator[Subscriber]:
-        """Every subscriber, in id order, fetched in batches: memory does not grow with the list."""
+    def iterate(
+        self, *, batch_size: int = 1000, status: SubscriberStatus | None = None, search: str | None = None
+    ) -> Iterator[Subscriber]:
+        """Every subscriber, in id order, fetched in batches: memory does not grow with the list.
+
+        `status` keeps one status; `search` keeps those whose address or name contains the text
+        (case-insensitive).
+        """
         last = 0
+        conditions = []
+        if status is not None:
+            conditions.append(subscribers.c.status == status.value)
+        if search:
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conditions.append(or_(
+                subscribers.c.email.ilike(pattern, escape="\\"), subscribers.c.name.ilike(pattern, escape="\\")
+            ))
         while True:
             with self._engine.connect() as connection:
                 rows = connection.execute(
-                    select(subscribers).where(subscribers.c.id > last).order_by(subscribers.c.id).limit(batch_size)
+                    select(subscribers).where(subscribers.c.id > last, *conditions)
+                    .order_by(subscribers.c.id).limit(batch_size)
                 ).all()
             if not rows:
                 return

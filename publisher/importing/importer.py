@@ -1,0 +1,172 @@
+"""An import from file to store: decode, read records, recognize the format, check rows, write batches.
+
+Rows are written BATCH_SIZE at a time (store.subscribers.import_batch: two SELECTs and two
+executemany per batch), each batch in its own transaction, or all in one with `atomic` -- then any
+skipped row rolls the whole import back. `dry_run` classifies every row against the store and writes
+nothing. An address that appears twice in a file is imported from its first row; later rows are
+reported with the line of the first (which one is right cannot be guessed, and a later "active" must not
+quietly override an earlier "unsubscribed").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import chain
+from pathlib import Path
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from publisher.importing.decoding import detect, open_text
+from publisher.importing.errors import ImportFileError
+from publisher.importing.formats import Layout, detect_layout
+from publisher.importing.records import Broken, Record, read_records, sniff_delimiter
+from publisher.importing.report import Report
+from publisher.importing.rows import Candidate, RowChecker
+from publisher.store.subscribers import ImportRow, import_batch
+
+BATCH_SIZE = 1000
+
+Progress = Callable[[int, int], None]  # (bytes read, file size)
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    dry_run: bool = False
+    atomic: bool = False
+    encoding: str | None = None
+    mapping: dict[str, str] | None = None
+    batch_size: int = BATCH_SIZE
+
+
+@dataclass
+class ImportResult:
+    format: str = ""
+    encoding: str = ""
+    written: bool = False  # False for a dry run and for an atomic import rolled back
+    report: Report | None = field(default=None, repr=False)
+
+
+def import_file(
+    path: Path,
+    engine: Engine,
+    checker: RowChecker,
+    report: Report,
+    settings: ImportSettings = ImportSettings(),
+    progress: Progress | None = None,
+) -> ImportResult:
+    encoding = detect(path, settings.encoding)
+    result = ImportResult(encoding=encoding.label, report=report)
+    text, binary = open_text(path, encoding)
+    size = path.stat().st_size
+    with text:
+        first = text.readline()
+        records = read_records(chain([first] if first else [], text), delimiter=sniff_delimiter(first))
+        layout = _header(path, records, settings.mapping)
+        result.format = layout.format
+        writer = _Writer(engine, report, settings)
+        try:
+            seen: dict[str, int] = {}
+            for item in records:
+                if isinstance(item, Broken):
+                    report.skip(item.line, item.reason)
+                    continue
+                checked = checker.check(item.line, item.fields, layout)
+                if not isinstance(checked, Candidate):
+                    report.skip(checked.line, checked.reason)
+                    continue
+                email = checked.row.email
+                earlier = seen.setdefault(email, checked.line)
+                if earlier != checked.line:
+                    report.skip(checked.line, f"{email} is already on line {earlier}")
+                    continue
+                if writer.add(checked) and progress:
+                    progress(binary.tell(), size)
+            writer.flush()
+            result.written = writer.finish()
+        finally:
+            writer.close()
+    if progress:
+        progress(size, size)
+    return result
+
+
+def _header(path: Path, records: Iterator[Record | Broken], mapping: dict[str, str] | None) -> Layout:
+    header = next(records, None)
+    if header is None:
+        raise ImportFileError(path, 1, "the file is empty; its first line must be a header (email,name,...)")
+    if isinstance(header, Broken):
+        raise ImportFileError(path, header.line, f"the header line cannot be read: {header.reason}")
+    layout = detect_layout(header.fields, mapping)
+    if isinstance(layout, str):
+        raise ImportFileError(path, header.line, layout)
+    return layout
+
+
+class _Writer:
+    """Batches of checked rows into the store, with the transaction policy of the settings."""
+
+    def __init__(self, engine: Engine, report: Report, settings: ImportSettings) -> None:
+        self._engine = engine
+        self._report = report
+        self._settings = settings
+        self._batch: list[Candidate] = []
+        self._noted: list[int] = []  # indexes in the batch of rows with notes (a cleaned name)
+        self._now = datetime.now(UTC)
+        self._connection: Connection | None = None
+        if settings.atomic or settings.dry_run:
+            self._connection = engine.connect()
+            self._transaction = self._connection.begin()
+
+    def add(self, candidate: Candidate) -> bool:
+        if candidate.notes:
+            self._noted.append(len(self._batch))
+        self._batch.append(candidate)
+        if len(self._batch) >= self._settings.batch_size:
+            self.flush()
+            return True
+        return False
+
+    def flush(self) -> None:
+        batch, self._batch = self._batch, []
+        noted, self._noted = self._noted, []
+        if not batch:
+            return
+        rows = [c.row for c in batch]
+        write = not self._settings.dry_run
+        if self._connection is not None:
+            outcomes = import_batch(self._connection, rows, now=self._now, write=write)
+        else:
+            outcomes = self._own_transaction(rows)
+        self._report.count_all(outcomes)
+        for index in noted:
+            for note in batch[index].notes:
+                self._report.note(batch[index].line, note, outcomes[index])
+
+    def _own_transaction(self, rows: list[ImportRow]) -> list[str]:
+        # Another process may add one of these addresses between our SELECT and INSERT: read again once.
+        for attempt in (1, 2):
+            try:
+                with self._engine.begin() as connection:
+                    return import_batch(connection, rows, now=self._now)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def finish(self) -> bool:
+        """Commit what must be committed; True when rows were written."""
+        if self._connection is None:
+            return True
+        if self._settings.dry_run or self._report.skipped:
+            self._transaction.rollback()
+            return False
+        self._transaction.commit()
+        return True
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+
