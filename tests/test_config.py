@@ -102,3 +102,14 @@ def test_secrets_never_appear_in_a_printed_config(monkeypatch: pytest.MonkeyPatc
     printed = repr(config) + str(config)
     assert "hunter2-very-secret" not in printed and "token-signing-key-0123456789" not in printed
     assert config.mail.transport.password == "hunter2-very-secret"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("text", ["=", "site: =", "a: !!python/object:os.system x"])
+def test_a_yaml_tag_that_cannot_be_built_is_a_config_error_with_its_place(text: str) -> None:
+    # found by the fuzz test: "=" reads as YAML's !!value tag, which PyYAML cannot construct
+    from publisher.config import parse_config
+    from publisher.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert "config.yaml:1:" in str(caught.value) and "hint:" in str(caught.value)

@@ -16,7 +16,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import pytest
 import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -209,9 +208,5 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the current importer raises UnicodeDecodeError on a non-UTF-8 file; the import "
-                          "rewrite (publisher/cli/subscribers.py -> an import package) is to answer it with "
-                          "an exit code: drop this mark once it does")
 def test_the_import_command_answers_a_file_that_is_not_utf8_with_an_exit_code() -> None:
     _import(b"email,name,language\n\x80reader@example.org,R\xe9,en\n")

@@ -213,7 +213,14 @@ def parse_config(text: str, *, source: str = "config.yaml", base_dir: Path | Non
                 for name, node in missing
             ]
         )
-    data = _construct(root)
+    try:
+        data = _construct(root)
+    except yaml.MarkedYAMLError as exc:  # a tag PyYAML cannot build ("=" reads as !!value, "!!python/...")
+        mark = exc.problem_mark or exc.context_mark
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ConfigError(
+            [f"{source}{where}: not valid config YAML: {exc.problem} (hint: quote the value)"]
+        ) from exc
     if not isinstance(data, dict):
         raise ConfigError([f"{source}:1: the top level must be a mapping of sections (site:, editions:, ...)"])
     try:
