@@ -116,7 +116,7 @@ def sending_warnings(config: Config) -> list[str]:
             f"site.public_url is {config.site.public_url}: one-click unsubscribe (RFC 8058) needs https; "
             "Gmail and Yahoo ignore List-Unsubscribe-Post otherwise (hint: the public https address)"
         )
-    fallback = config.site.base_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    fallback = config.site_host
     local = fallback in {"localhost", "::1"} or fallback.startswith("127.") or fallback.replace(".", "").isdigit()
     for key, value in (("mail.message_id_domain", config.mail.message_id_domain), ("mail.list_id", config.mail.list_id)):
         if not value and local:

@@ -11,6 +11,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -376,6 +377,21 @@ class Config(Settings):
             if edition.id == edition_id:
                 return edition
         raise KeyError(edition_id)
+
+    @property
+    def site_host(self) -> str:
+        """The host of site.base_url: what Message-IDs and List-Ids fall back to."""
+        return (urlsplit(self.site.base_url).hostname or "localhost").lower()
+
+    @property
+    def message_id_domain(self) -> str:
+        """Right side of Message-IDs: mail.message_id_domain, else the site's host."""
+        return self.mail.message_id_domain or self.site_host
+
+    @property
+    def list_id_domain(self) -> str:
+        """The List-Id domain: mail.list_id, else the site's host."""
+        return self.mail.list_id or self.site_host
 
     @property
     def store_url(self) -> str:

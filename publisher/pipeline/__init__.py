@@ -20,7 +20,7 @@ from publisher.config import Config, EditionSettings
 from publisher.delivery.mail import MailTransport, build_transport
 from publisher.models import RenderedDigest
 from publisher.pipeline.collect import CollectReport, collect
-from publisher.pipeline.compose import EmailComposer, LinkMaker, message_id_domain
+from publisher.pipeline.compose import EmailComposer, LinkMaker
 from publisher.pipeline.digest import SelectedDigest, archive_url, render_digest, select_digest
 from publisher.pipeline.feeds import FeedReport, publish_feeds
 from publisher.pipeline.send import SendEngine, SendOutcome
@@ -90,14 +90,10 @@ def template_for(config: Config, edition: EditionSettings, rendered: RenderedDig
         rendered,
         sender=edition.from_address,
         reply_to=edition.reply_to,
-        list_id=f"{edition.id}.{config.mail.list_id or _host(config.site.base_url)}",
+        list_id=f"{edition.id}.{config.list_id_domain}",
         list_unsubscribe_mailto=config.site.unsubscribe_mailto,
         signer=signer_for(config.mail.dkim, config.base_dir),
     )
-
-
-def _host(url: str) -> str:
-    return url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
 
 
 def run_edition(
@@ -135,7 +131,7 @@ def run_edition(
         rendered = frozen_variant(store.digests, record.id, sections, lambda: render_digest(config, None, subset))
         return template_for(config, edition, rendered)
 
-    links = LinkMaker(config.site, message_id_domain(config.site, config.mail.message_id_domain))
+    links = LinkMaker(config.site, config.message_id_domain)
     composer = EmailComposer(record.id, template, parseaddr(edition.from_address)[1], links, variant)
     engine = SendEngine(
         store,

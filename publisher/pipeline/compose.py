@@ -52,10 +52,6 @@ class LinkMaker:
         return f"<digest.{digest_id}.{delivery_id}.{tag}@{self.domain}>"
 
 
-def message_id_domain(site: SiteSettings, configured: str | None) -> str:
-    return configured or site.base_url.split("://", 1)[1].split("/")[0].split(":")[0]
-
-
 class EmailComposer:
     """Builds the digest's message for one ledger row, personalized; subset digests made once per set."""
 

@@ -34,19 +34,20 @@ class UiStrings(dict[str, Any]):
         return str(label) if label else section.replace("-", " ").replace("_", " ").capitalize()
 
 
-def _loaders(env: jinja2.Environment) -> list[jinja2.BaseLoader]:
+def template_loaders(env: jinja2.Environment) -> list[jinja2.BaseLoader]:
+    """The environment's loaders, operator's first, packaged last."""
     loader = env.loader
     if isinstance(loader, jinja2.ChoiceLoader):
         return list(loader.loaders)
     return [loader] if loader is not None else []
 
 
-def _read(env: jinja2.Environment, loader: jinja2.BaseLoader) -> tuple[dict[str, Any], str] | None:
+def _read(env: jinja2.Environment, loader: jinja2.BaseLoader, name: str) -> tuple[dict[str, Any], str] | None:
     try:
-        source, filename, _ = loader.get_source(env, STRINGS_TEMPLATE)
+        source, filename, _ = loader.get_source(env, name)
     except jinja2.TemplateNotFound:
         return None
-    where = filename or STRINGS_TEMPLATE
+    where = filename or name
     try:
         data = yaml.safe_load(source) or {}
     except yaml.YAMLError as exc:
@@ -70,17 +71,24 @@ def merge_tables(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str,
 
 
 def load_strings(env: jinja2.Environment, language: str) -> UiStrings:
-    """The strings for `language`, merged from every strings.yaml the environment can see."""
+    """The email's strings for `language`, merged from every email/strings.yaml the environment can see."""
+    return load_table(env, STRINGS_TEMPLATE, language)
+
+
+def load_table(env: jinja2.Environment, name: str, language: str) -> UiStrings:
+    """The strings for `language` from every copy of the wording file `name` (email/strings.yaml,
+    web/strings.yaml): the packaged one is the base, an operator's wins key by key, and a language
+    falls back from "ar-SY" to "ar" to English."""
     tables: dict[str, Any] = {}
     found = False
     # ChoiceLoader tries loaders first to last; the last one (packaged) is the base, earlier ones win.
-    for loader in reversed(_loaders(env)):
-        result = _read(env, loader)
+    for loader in reversed(template_loaders(env)):
+        result = _read(env, loader, name)
         if result is not None:
             found = True
             tables = merge_tables(tables, result[0])
     if not found:
-        raise TemplateError(f"{STRINGS_TEMPLATE} not found in any template directory (reinstall publisher?)")
+        raise TemplateError(f"{name} not found in any template directory (reinstall publisher?)")
     chain = [FALLBACK_LANGUAGE]
     primary = language.split("-")[0].lower()
     for tag in (primary, language):

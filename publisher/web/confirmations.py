@@ -177,7 +177,7 @@ def build_confirmation(web: WebContext, config: Config, email: str, language: st
         name="",  # never the name typed into the form (see the module's doc)
         expires_hours=config.web.confirm_hours,
     )
-    domain = config.mail.message_id_domain or _host(config.site.base_url)
+    domain = config.message_id_domain
     message_id = f"<confirm.{subscriber_id}.{secrets.token_hex(8)}@{domain}>"
     data = build_confirmation_message(
         content, sender=edition.from_address, recipient=email, message_id=message_id, reply_to=edition.reply_to,
@@ -200,7 +200,3 @@ def send_confirmation(web: WebContext, config: Config, email: str, language: str
         return False
     log.info("confirmation email sent to subscriber %d", subscriber_id)
     return True
-
-
-def _host(url: str) -> str:
-    return url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]

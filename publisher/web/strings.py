@@ -9,30 +9,20 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import jinja2
-import yaml
 
-from publisher.errors import TemplateError
-from publisher.render.strings import UiStrings, merge_tables
+from publisher.render.strings import UiStrings, load_table, template_loaders
 
 WEB_STRINGS = "web/strings.yaml"
 EMAIL_STRINGS = "email/strings.yaml"  # section names come from there
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-FALLBACK = "en"
-
-
-def _loaders(env: jinja2.Environment) -> list[jinja2.BaseLoader]:
-    loader = env.loader
-    return list(loader.loaders) if isinstance(loader, jinja2.ChoiceLoader) else [loader] if loader else []
 
 
 def files_stamp(env: jinja2.Environment, names: Sequence[str]) -> tuple[tuple[str, int | None], ...]:
     """Which of these template files exist in the environment's directories, and when they changed:
     cached wording is reused until this changes (an operator edits strings.yaml, the page follows)."""
     stamp: list[tuple[str, int | None]] = []
-    for loader in _loaders(env):
+    for loader in template_loaders(env):
         for directory in getattr(loader, "searchpath", []):
             for name in names:
                 path = os.path.join(directory, name)
@@ -63,34 +53,8 @@ class StringsCache:
         return value
 
 
-def _tables(env: jinja2.Environment) -> dict[str, Any]:
-    loaders = _loaders(env)
-    tables: dict[str, Any] = {}
-    found = False
-    for each in reversed(loaders):  # the packaged files are the base; earlier loaders (operator) win
-        try:
-            source, filename, _ = each.get_source(env, WEB_STRINGS)
-        except jinja2.TemplateNotFound:
-            continue
-        try:
-            data = yaml.load(source, Loader=_YAML_LOADER) or {}
-        except yaml.YAMLError as exc:
-            raise TemplateError(f"{filename}: not valid YAML: {exc} (hint: quote strings that contain ':')") from exc
-        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-            raise TemplateError(f"{filename}: expected a mapping of language -> mapping of strings")
-        tables = merge_tables(tables, data)
-        found = True
-    if not found:
-        raise TemplateError(f"{WEB_STRINGS} not found in any template directory (reinstall publisher?)")
-    return tables
-
-
 def load_web_strings(env: jinja2.Environment, language: str) -> UiStrings:
-    tables = _tables(env)
-    merged: dict[str, Any] = {}
-    for tag in dict.fromkeys([FALLBACK, language.split("-")[0].lower(), language]):
-        merged = merge_tables(merged, tables.get(tag, {}))
-    return UiStrings(merged)
+    return load_table(env, WEB_STRINGS, language)
 
 
 def choose_language(requested: str | None, accept_language: str | None, available: Sequence[str]) -> str:
