@@ -244,7 +244,7 @@ def preview(config_path: Path, day_text: str | None, edition_ids: tuple[str, ...
     from publisher.models import Recipient
     from publisher.pipeline.collect import collect
     from publisher.pipeline.digest import SelectedDigest
-    from publisher.render.slots import Slot, fill_slots
+    from publisher.render.slots import fill_slots, slot_values
 
     config = load(config_path)
     day = parse_day(day_text, config)
@@ -269,12 +269,8 @@ def preview(config_path: Path, day_text: str | None, edition_ids: tuple[str, ...
         # no sample name: a made-up English "Reader" would greet an Arabic reader in Latin letters
         sample = Recipient(0, "reader@example.org", "", "<preview@localhost>",
                            f"{public}/unsubscribe/PREVIEW", f"{public}/preferences/PREVIEW")
-        values = {
-            Slot.UNSUBSCRIBE_URL.value: sample.unsubscribe_url,
-            Slot.PREFERENCES_URL.value: sample.preferences_url,
-            Slot.NAME.value: sample.name,
-            Slot.EMAIL.value: sample.email,
-        }
+        values = slot_values(unsubscribe_url=sample.unsubscribe_url, preferences_url=sample.preferences_url,
+                             name=sample.name, email=sample.email)
         html_path.write_text(fill_slots(rendered.html, values, escape_html=True), encoding="utf-8")
         text_path.write_text(fill_slots(rendered.text, values), encoding="utf-8")
         template = message_template(config, edition, fresh, None)

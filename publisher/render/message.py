@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from publisher.models import Recipient, RenderedDigest
-from publisher.render.slots import SLOT_PATTERN, Slot, conditional_keys, resolve_conditionals
+from publisher.render.slots import SLOT_PATTERN, conditional_keys, resolve_conditionals, slot_values
 from publisher.render.transfer import BASE64, CRLF, Base64Body, choose_encoding, encode_qp_piece, qp
 
 __all__ = ["MessageTemplate", "encode_qp_piece", "qp_pieces"]
@@ -131,12 +131,9 @@ class MessageTemplate:
         if not _MESSAGE_ID.fullmatch(recipient.message_id):
             raise ValueError(f"not a Message-ID (<local@domain>): {recipient.message_id!r}")
         unsubscribe = check_url(recipient.unsubscribe_url, "unsubscribe_url")
-        values = {
-            Slot.UNSUBSCRIBE_URL.value: unsubscribe,
-            Slot.PREFERENCES_URL.value: check_url(recipient.preferences_url, "preferences_url"),
-            Slot.NAME.value: name,
-            Slot.EMAIL.value: address,
-        }
+        values = slot_values(unsubscribe_url=unsubscribe,
+                             preferences_url=check_url(recipient.preferences_url, "preferences_url"),
+                             name=name, email=address)
         parts, holes = self._variant(frozenset(key for key in self._conditions if values.get(key)))
         filled = parts.copy()
         encoded: dict[_Hole, bytes] = {}

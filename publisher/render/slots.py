@@ -49,6 +49,22 @@ _CONDITIONAL = re.compile(
 )
 
 
+def slot_values(*, unsubscribe_url: str, preferences_url: str, name: str = "", email: str = "") -> dict[str, str]:
+    """The one mapping from a recipient's (or a public page's) values to the slots they fill."""
+    return {
+        Slot.UNSUBSCRIBE_URL.value: unsubscribe_url,
+        Slot.PREFERENCES_URL.value: preferences_url,
+        Slot.NAME.value: name,
+        Slot.EMAIL.value: email,
+    }
+
+
+def public_values(link: str) -> dict[str, str]:
+    """Slots of a copy nobody in particular reads (archive, console, preview): no name, no address,
+    and `link` where the personal links would be."""
+    return slot_values(unsubscribe_url=link, preferences_url=link)
+
+
 def defuse(text: str) -> str:
     """Content from outside (titles, summaries) must not carry a slot: a feed could otherwise
     break the render with a stray conditional, or have a recipient's address filled into a title.

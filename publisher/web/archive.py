@@ -17,9 +17,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from publisher.config import Config
-from publisher.render.email import fill_slots
 from publisher.render.feeds.formats import feed_format
-from publisher.render.slots import Slot
+from publisher.render.slots import fill_slots, public_values
 from publisher.render.templates import format_date, text_direction
 from publisher.web.context import WebContext
 from publisher.web.strings import choose_language
@@ -128,8 +127,7 @@ class ArchivePages:
         subscribe = self.web.url(f"/subscribe?lang={edition.language}")
         html = fill_slots(
             record.rendered.html,
-            {Slot.UNSUBSCRIBE_URL.value: subscribe, Slot.PREFERENCES_URL.value: subscribe,
-             Slot.NAME.value: "", Slot.EMAIL.value: ""},
+            public_values(subscribe),
             escape_html=True,
         )
         html = _add_to_head(html, _link_tags(feed_links(config, self._language_names(), [edition.language])))

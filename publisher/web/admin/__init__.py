@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from publisher.models import SubscriberStatus
-from publisher.render.slots import Slot, fill_slots
+from publisher.render.slots import fill_slots, public_values
 from publisher.render.templates import PACKAGED_TEMPLATES, text_direction
 from publisher.store.clicks import ClickLedger
 from publisher.store.consent import client_key
@@ -281,8 +281,7 @@ class AdminPages:
         placeholder = "#"
         html = fill_slots(
             record.rendered.html,
-            {Slot.UNSUBSCRIBE_URL.value: placeholder, Slot.PREFERENCES_URL.value: placeholder,
-             Slot.NAME.value: "", Slot.EMAIL.value: ""},
+            public_values(placeholder),
             escape_html=True,
         )
         return HTMLResponse(html, headers=DIGEST_FRAME_HEADERS)
