@@ -45,7 +45,8 @@ class TemporaryDeliveryError(DeliveryError):
 
 
 class PermanentDeliveryError(DeliveryError):
-    """Retrying will not help (5xx, rejected address). Recorded, then suppressed."""
+    """Retrying will not help: the answer is final for this message (a permanent refusal, an address that
+    cannot be used). What follows is decided once, in publisher.pipeline.verdict."""
 
     temporary = False
 

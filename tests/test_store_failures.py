@@ -79,3 +79,28 @@ def test_a_server_that_goes_away_mid_connection_is_a_store_error(postgres_url: s
 def test_each_driver_message_gets_one_line_and_its_remedy(driver_text: str, remedy: str) -> None:
     line = describe(RuntimeError(driver_text))
     assert "\n" not in line and remedy in line.split("hint:")[1]
+
+
+def test_a_store_failure_during_a_web_request_is_a_503_without_sql(tmp_path: Path) -> None:
+    import warnings
+
+    from publisher.config import load_config
+    from publisher.web import create_app
+    from tests.conftest import write_config
+
+    warnings.filterwarnings("ignore", message=".*httpx.*starlette.testclient.*")
+    from starlette.testclient import TestClient
+
+    config = load_config(write_config(tmp_path))
+    store = Store.open(config.store_url)
+    try:
+        store.engine.dispose()
+        for leftover in tmp_path.glob("store.db*"):
+            leftover.unlink()  # the database is gone under the running server: its tables with it
+        with TestClient(create_app(lambda: config, store), base_url="http://127.0.0.1:8080") as client:
+            answer = client.get("/archive/")
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "60"
+        assert "SELECT" not in answer.text and "Traceback" not in answer.text
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    finally:
+        store.close()
