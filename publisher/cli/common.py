@@ -148,10 +148,14 @@ def handles_errors(func: F) -> F:
 
 
 def parse_day(value: str | None, config: Config) -> date:
+    """--date, else the day a digest sent now would carry: schedule.digest_day (today or yesterday)
+    in the site's time zone, as the scheduled runs do."""
     if value is None:
-        from datetime import datetime
+        from datetime import UTC, datetime
 
-        return datetime.now(config.site.zone).date()
+        from publisher.scheduler import digest_day
+
+        return digest_day(datetime.now(UTC), config)
     try:
         return date.fromisoformat(value)
     except ValueError as exc:

@@ -150,6 +150,9 @@ def digests_table(summary: RunSummary) -> Table:
                 note = "interrupted: run again to finish"
             elif s.already_sent:
                 note = f"{s.already_sent} already sent earlier"
+            elif s.recipients == 0:
+                note = ("no recipients: nobody active reads this edition yet (publisher subscribers import); "
+                        "a later run today sends to readers who join meanwhile")
             if s.bounced:
                 note = f"{note}; {s.bounced} bounced (subscribers marked bounced)".lstrip("; ")
             if s.retried:
@@ -197,7 +200,7 @@ def exit_code(summary: RunSummary) -> int:
 
 @main_group.command()
 @config_option
-@click.option("--date", "day_text", metavar="YYYY-MM-DD", help="The day whose articles to send (default: today).")
+@click.option("--date", "day_text", metavar="YYYY-MM-DD", help="The day whose articles to send (default: schedule.digest_day: today, or yesterday).")
 @click.option("--dry-run", is_flag=True, help="Collect and render, but send nothing and write no feeds.")
 @handles_errors
 def run(config_path: Path, day_text: str | None, dry_run: bool) -> None:
@@ -235,7 +238,7 @@ def run(config_path: Path, day_text: str | None, dry_run: bool) -> None:
 
 @main_group.command()
 @config_option
-@click.option("--date", "day_text", metavar="YYYY-MM-DD", help="Day to preview (default: today).")
+@click.option("--date", "day_text", metavar="YYYY-MM-DD", help="Day to preview (default: schedule.digest_day).")
 @click.option("--edition", "edition_ids", multiple=True, help="Edition id (repeatable; default: all).")
 @click.option("--out", "out_dir", default="var/preview", show_default=True, type=click.Path(path_type=Path))
 @handles_errors

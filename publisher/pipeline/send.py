@@ -166,10 +166,22 @@ class SendEngine:
 
     def _fill_ledger(self, digest: DigestRecord) -> None:
         current = self.store.digests.get(digest.id)
-        if current is not None and current.status in (DigestStatus.SENDING, DigestStatus.DONE):
-            return
         language = digest.rendered.language if digest.rendered else None
         assert language is not None, "render before sending"
+        if current is not None and current.status in (DigestStatus.SENDING, DigestStatus.DONE):
+            # Still current (the edition's newest digest, within its send deadline): readers who joined
+            # or were imported since it was queued get it too, so a first run before the list was
+            # imported freezes nobody out. The fill adds only subscribers without a row: nobody twice.
+            started = current.started_at or current.created_at
+            fresh = datetime.now(UTC) <= started + timedelta(hours=self.mail.retry.deadline_hours)
+            if fresh and self.store.digests.is_newest(digest.id):
+                joined = self.store.deliveries.enqueue(digest.id, language)
+                if joined:
+                    self.store.digests.set_status(digest.id, DigestStatus.SENDING,
+                                                  recipients=(current.recipients or 0) + joined)
+                    log.info("digest %s %s: %d readers who joined since were queued", digest.edition, digest.day,
+                             joined)
+            return
         added = self.store.deliveries.enqueue(digest.id, language)
         self.store.digests.set_status(digest.id, DigestStatus.SENDING, recipients=added, started_at=datetime.now(UTC))
         log.info("digest %s %s: %d recipients queued", digest.edition, digest.day, added)

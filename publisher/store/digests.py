@@ -204,6 +204,18 @@ class DigestRepository:
             ).all()
         return [r[0] for r in rows]
 
+    def is_newest(self, digest_id: int) -> bool:
+        """No digest of the same edition for a later day exists: this one is still the current one."""
+        this = digests.alias("this")
+        later = (
+            select(digests.c.id)
+            .select_from(digests.join(this, and_(this.c.edition == digests.c.edition, digests.c.day > this.c.day)))
+            .where(this.c.id == digest_id)
+            .limit(1)
+        )
+        with self._engine.connect() as connection:
+            return connection.execute(later).first() is None
+
     # --- frozen section variants (publisher.render.variants.VariantStore) ----------------------------
 
     def load_variant(self, digest_id: int, key: str) -> str | None:
