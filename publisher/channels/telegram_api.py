@@ -63,7 +63,7 @@ class TelegramChannel:
         api_base: str = DEFAULT_API,
         timeout: float = 30.0,
         max_retry_after: float = 10.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         session: requests.Session | None = None,
     ) -> None:
         self._token = token
@@ -71,7 +71,7 @@ class TelegramChannel:
         self._base = api_base.rstrip("/")
         self._timeout = timeout
         self._max_retry_after = max_retry_after
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
         self._session = session or requests.Session()
         self._held: tuple[str, float | None] | None = None  # a post waits for its retry: (reason, retry_after)
 
