@@ -301,3 +301,43 @@ def test_dry_run_posts_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     assert server.received == [] and "nothing posted" in lines(summary)
     store.close()
 
+
+
+def test_a_killed_run_never_posts_twice_but_the_post_in_flight(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               server: TelegramServer) -> None:
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    config, store = world(tmp_path, monkeypatch, server, mode="articles")
+    reached, release = threading.Event(), threading.Event()
+    seen = {"n": 0}
+
+    def hold_the_second(body: dict[str, Any]) -> None:
+        seen["n"] += 1
+        if seen["n"] == 2:
+            reached.set()
+            release.wait(60)  # the post is in flight when the process dies; Telegram posts it anyway
+
+    server.before_answer = hold_the_second
+    process = subprocess.Popen(
+        [sys.executable, "-m", "publisher", "run", "--date", str(DAY), "--config", str(config.base_dir / "config.yaml")],
+        env={**os.environ, "TELEGRAM_BOT_TOKEN": BOT_TOKEN}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert reached.wait(120), "the run never reached the second post"
+        process.kill()
+        process.wait(30)
+    finally:
+        release.set()
+        if process.poll() is None:
+            process.kill()
+    server.before_answer = None
+    again = run_day(config, store, DAY).channels[0]
+    assert again.send is not None and again.send.already_sent == 1
+    texts = server.texts()
+    assert texts.count(texts[1]) == 2 and texts.count(texts[0]) == 1  # the one in flight twice, the first once
+    assert len(texts) == again.posts + 1 and len(set(texts)) == again.posts  # the rest once each
+    assert all(status == "sent" for _, status in posted_parts(store))
+    store.close()
