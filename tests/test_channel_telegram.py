@@ -341,3 +341,30 @@ def test_a_killed_run_never_posts_twice_but_the_post_in_flight(tmp_path: Path, m
     assert len(texts) == again.posts + 1 and len(set(texts)) == again.posts  # the rest once each
     assert all(status == "sent" for _, status in posted_parts(store))
     store.close()
+
+
+def test_a_photo_telegram_cannot_fetch_goes_as_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    server: TelegramServer) -> None:
+    config, store = world(tmp_path, monkeypatch, server)
+    server.fail_next(400, description="Bad Request: wrong file identifier/HTTP URL specified")
+    summary = run_day(config, store, DAY)
+    [channel] = summary.channels
+    assert channel.send is not None and channel.send.sent == channel.posts and summary.ok
+    assert [r.method for r in server.received[:2]] == ["sendPhoto", "sendMessage"]
+    assert server.received[0].body["caption"] == server.posts[0]["text"]  # the same story, without the photo
+    store.close()
+
+
+def test_an_unreachable_api_defers_and_never_shows_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             server: TelegramServer) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", BOT_TOKEN)
+    config = load_config(write_config(tmp_path, store_url=f"sqlite:///{tmp_path / 'store.db'}",
+                                      extra=channel_yaml("http://127.0.0.1:9", extra="    timeout: 2\n")))
+    store = Store.open(config.store_url)
+    store.subscribers.upsert("ar0@example.org", name="قارئ", language="ar")
+    summary = run_day(config, store, DAY)
+    [channel] = summary.channels
+    assert channel.send is not None and channel.send.deferred == channel.posts and channel.send.failed == 0
+    text = lines(summary) + repr(summary)
+    assert "/bot***/" in text and BOT_TOKEN not in text and BOT_TOKEN.split(":")[1] not in text
+    store.close()

@@ -82,7 +82,7 @@ class Story:
     @classmethod
     def of(cls, article: Article) -> Story:
         credit = clean_line(article.source_credit) or clean_line(article.author)
-        image = article.image_url if article.image_url and article.image_url.startswith("https://") else None
+        image = article.image_url if article.image_url and article.image_url.startswith(("https://", "http://")) else None
         return cls(clean_line(article.title), article.url, summary_of(article), credit, image)
 
     def headline_html(self) -> str:

@@ -8,7 +8,8 @@ What Telegram answers, as the engine reads it:
 - 429 with parameters.retry_after: waited in place once when it is short (max_retry_after), else
   temporary, due again no sooner than retry_after;
 - 5xx, a timeout, a connection error: temporary;
-- 400 (e.g. "Bad Request: can't parse entities: ..."): that post fails, with Telegram's reason;
+- 400 (e.g. "Bad Request: can't parse entities: ..."): that post fails, with Telegram's reason; a photo
+  Telegram cannot fetch ("wrong file identifier/HTTP URL specified") goes as a text post instead;
   "chat not found" stops the send: no post can go until the config is fixed;
 - 401/403: stops the send, nothing marked failed, with the hint to check the token and the bot's rights.
 
@@ -116,6 +117,11 @@ class TelegramChannel:
                     f"telegram {status}: {self._mask(description)}; stopped, nothing marked failed "
                     f"(hint: check {self.where}.bot_token and {self.where}.chat / add the bot as an admin of the channel)"
                 )
+            if status == 400 and method == "sendPhoto" and _PHOTO_REFUSED.search(description):
+                # Telegram could not fetch the image: the story still goes, as text
+                log.warning("telegram could not use the photo (%s); posting the text without it", description)
+                method, payload = "sendMessage", _without_photo(payload)
+                continue
             if status >= 500:
                 return self._temporary(message, f"telegram {status}: {self._mask(description)}", None)
             return SendResult(message.delivery_id, False, error=f"telegram {status}: {self._mask(description)}")
@@ -141,6 +147,15 @@ class TelegramChannel:
         if response.status_code == 200 and body.get("ok") is not True:
             return 0, {}, "an answer that is not the Bot API's (check the channel's api_base)"
         return response.status_code, body, None
+
+
+_PHOTO_REFUSED = re.compile(r"wrong file identifier|HTTP URL|failed to get|web page content|IMAGE_PROCESS_FAILED|"
+                            r"PHOTO_INVALID", re.IGNORECASE)
+
+
+def _without_photo(payload: dict[str, Any]) -> dict[str, Any]:
+    kept = {k: v for k, v in payload.items() if k not in ("photo", "caption")}
+    return {**kept, "text": payload.get("caption") or "", "link_preview_options": {"is_disabled": True}}
 
 
 def _retry_after(body: dict[str, Any]) -> float:

@@ -4,7 +4,7 @@ Every request is checked as Telegram checks it: POST /bot<token>/<method> with a
 method is sendMessage or sendPhoto; only that method's documented parameters; chat_id is the chat;
 parse_mode is HTML; the HTML uses only Telegram's tags (b, i, u, s, a href, code, pre, blockquote),
 balanced, with only &lt; &gt; &amp; &quot; and numeric entities; the text after entity parsing is
-1-4,096 UTF-16 code units (a caption at most 1,024); a photo is an https URL. A breach is answered as
+1-4,096 UTF-16 code units (a caption at most 1,024); a photo is an http(s) URL. A breach is answered as
 Telegram answers (400 "Bad Request: ...") and recorded in `violations`, which a test asserts empty.
 
 It answers like Telegram: {"ok": true, "result": {"message_id": N, ...}}; 401 Unauthorized for a wrong
@@ -186,7 +186,7 @@ class TelegramServer:
             return "message text is empty"
         if utf16(shown) > limit:
             return f"{what} is too long ({utf16(shown)} > {limit})"
-        if method == "sendPhoto" and not str(body["photo"]).startswith("https://"):
+        if method == "sendPhoto" and not str(body["photo"]).startswith(("https://", "http://")):
             return "wrong HTTP URL specified"
         return None
 
