@@ -224,6 +224,12 @@ def test_a_long_429_defers_in_order_and_a_later_run_posts_the_rest(tmp_path: Pat
     assert channel.send.next_attempt_at is not None and channel.send.next_attempt_at >= started + timedelta(seconds=600)
     assert "retry after 600" in lines(summary) and summary.deferred == channel.posts
     assert len(server.received) == 1  # the rest held back behind the first: never out of order
+    with store.engine.connect() as connection:
+        attempts = [r.attempts for r in connection.execute(channel_posts.select().order_by(channel_posts.c.part))]
+    assert attempts == [1] + [0] * (channel.posts - 1)  # the ones behind were not tried, nor counted
+    with store.engine.begin() as connection:  # later posts due, the first not yet: still nothing out of order
+        connection.execute(update(channel_posts).where(channel_posts.c.part > 0).values(next_attempt_at=started))
+    assert run_day(config, store, DAY).channels[0].send is not None and server.posts == []
     with store.engine.begin() as connection:  # the wait is over
         connection.execute(update(channel_posts).values(next_attempt_at=started))
     run_day(config, store, DAY)

@@ -13,8 +13,9 @@ What Telegram answers, as the engine reads it:
   "chat not found" stops the send: no post can go until the config is fixed;
 - 401/403: stops the send, nothing marked failed, with the hint to check the token and the bot's rights.
 
-After a temporary failure the later posts of the same run are held back (temporary, due no sooner than
-the first), so a channel's posts never come out of order.
+After a temporary failure the later posts of the run are not tried (no result: they stay pending, no
+attempt counted); the ledger (store.channel_posts) hands a post out only when none before it is waiting,
+so a channel's posts never come out of order.
 
 The bot token is part of every URL: it is never logged, and masked in every error text.
 """
@@ -74,7 +75,7 @@ class TelegramChannel:
         self._max_retry_after = max_retry_after
         self._sleep = sleep or time.sleep
         self._session = session or requests.Session()
-        self._held: tuple[str, float | None] | None = None  # a post waits for its retry: (reason, retry_after)
+        self._held: str | None = None  # why a post of this run waits for its retry
 
     def __repr__(self) -> str:
         return f"TelegramChannel({self.where}, api_base={self._base!r})"
@@ -83,16 +84,14 @@ class TelegramChannel:
         self._session.close()
 
     def send(self, batch: Sequence[OutgoingMessage]) -> SendReport:
-        return SendReport([self._post(message) for message in batch])
+        # a post behind one waiting for its retry is not tried and gets no result: it stays pending,
+        # untouched (no attempt counted), and the ledger hands it out only after the one before it
+        return SendReport([self._post(message) for message in batch if self._held is None])
 
     def _mask(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
 
     def _post(self, message: OutgoingMessage) -> SendResult:
-        if self._held is not None:
-            reason, after = self._held
-            return SendResult(message.delivery_id, False, error=f"held back behind an earlier post: {reason}",
-                              temporary=True, retry_after=after)
         payload: dict[str, Any] = json.loads(message.data)
         method = payload.pop("method")
         waited = False
@@ -127,7 +126,7 @@ class TelegramChannel:
             return SendResult(message.delivery_id, False, error=f"telegram {status}: {self._mask(description)}")
 
     def _temporary(self, message: OutgoingMessage, reason: str, after: float | None) -> SendResult:
-        self._held = (reason, after)
+        self._held = reason
         return SendResult(message.delivery_id, False, error=reason, temporary=True, retry_after=after)
 
     def _call(self, method: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any], str | None]:

@@ -57,7 +57,8 @@ class ChannelOutcome:
             line += "; interrupted: run again to finish"
         if s.deferred and s.deferred_reasons:
             due = f", next attempt at {s.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC" if s.next_attempt_at else ""
-            line += f"; waiting because: {s.deferred_reasons[0][0]}{due}"
+            why = "; ".join(f"{reason} ({count})" for reason, count in s.deferred_reasons)
+            line += f"; waiting because: {why}{due}"
         return [line, *(f"channel {self.channel}: not posted: {name}: {reason}" for name, reason in s.failures)]
 
 

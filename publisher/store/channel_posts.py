@@ -87,11 +87,17 @@ class ChannelPostLedger:
             return int(connection.execute(statement).rowcount or 0)
 
     def due(self, digest_id: int, *, after_id: int, limit: int, now: datetime | None = None) -> list[PendingDelivery]:
+        """The next pending posts whose time has come, in part order, stopping at one still waiting."""
         now = now or datetime.now(UTC)
+        # posts go in order: none after a post that waits for its retry
+        waiting = (select(func.min(channel_posts.c.id))
+                   .where(self._mine(digest_id), channel_posts.c.status == PENDING, channel_posts.c.next_attempt_at > now)
+                   .scalar_subquery())
         query = (
             select(channel_posts)
             .where(self._mine(digest_id), channel_posts.c.status == PENDING, channel_posts.c.id > after_id,
-                   or_(channel_posts.c.next_attempt_at.is_(None), channel_posts.c.next_attempt_at <= now))
+                   or_(channel_posts.c.next_attempt_at.is_(None), channel_posts.c.next_attempt_at <= now),
+                   or_(waiting.is_(None), channel_posts.c.id < waiting))
             .order_by(channel_posts.c.id)
             .limit(limit)
         )
