@@ -374,3 +374,29 @@ def test_an_unreachable_api_defers_and_never_shows_the_token(tmp_path: Path, mon
     text = lines(summary) + repr(summary)
     assert "/bot***/" in text and BOT_TOKEN not in text and BOT_TOKEN.split(":")[1] not in text
     store.close()
+
+
+def test_the_service_posts_a_scheduled_digest_to_its_channel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from publisher.jobs import ServiceJobs
+    from publisher.live_config import LiveConfig
+    from tests.test_service_jobs import DAY as SERVICE_DAY
+    from tests.test_service_jobs import SCHEDULE, Clock, local
+
+    articles = tmp_path / "articles"
+    articles.mkdir()
+    for number in range(3):
+        (articles / f"story-{number}.md").write_text(
+            f"---\ntitle: Story {number}\ndate: {SERVICE_DAY.isoformat()} 0{number + 3}:00\nlanguage: en\n"
+            f"section: politics\nsummary: Summary {number}.\n---\nBody {number}.\n", encoding="utf-8")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", BOT_TOKEN)
+    with TelegramServer(chat="@levant_en") as server:
+        path = write_config(tmp_path, sources="  - kind: files\n    name: desk\n    path: articles\n",
+                            extra=SCHEDULE + channel_yaml(server.url, edition="en", chat="@levant_en"))
+        store = Store.open(load_config(path).store_url)
+        store.subscribers.upsert("reader@example.test", language="en")
+        ServiceJobs(LiveConfig(path), store, threading.Event(), clock=Clock(local(7, 10))).maintain()
+        assert server.violations == []
+        assert [parse_html(t).count("Story ") for t in server.texts()] == [3]
+        store.close()
