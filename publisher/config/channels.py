@@ -23,7 +23,10 @@ class TelegramChannelSettings(Settings):
     mode: Literal["digest", "articles"] = Field(
         default="digest", description="digest: the digest as one post (split at stories when long); articles: a post per story"
     )
-    name: str | None = Field(default=None, description="names the channel in the ledger and the summary; default: kind-edition-chat")
+    name: str | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="names the channel in the ledger and the summary (default: kind-edition-chat); keep it once posts went out",
+    )
     images: bool = Field(default=True, description="the lead image as a photo post (sendPhoto) when the article has one")
     api_base: Annotated[str, Field(pattern=r"^https?://")] = Field(
         default="https://api.telegram.org", description="Bot API address; set only for a local Bot API server or a test"
