@@ -24,7 +24,7 @@ from publisher.pipeline.send import SendEngine, SendOutcome
 from publisher.store import PendingDelivery, Store
 from publisher.store.channel_posts import ChannelPostLedger
 
-log = logging.getLogger("publisher.channels")
+log = logging.getLogger(__name__)
 
 
 @dataclass
