@@ -79,6 +79,13 @@ def test_the_lead_image_goes_as_a_photo_with_a_caption_within_1024_and_the_rest_
     assert all(shown.count(f"Story {n}\n") == 1 for n in range(1, 6))  # what the caption cannot hold follows
 
 
+def test_even_an_absurd_headline_stays_within_the_limits() -> None:
+    huge = article(1, title="headline " * 700, summary="s " * 300, image="https://news.example.org/1.jpg")
+    for post in [*digest_posts("T", [huge]), *article_posts([huge])]:
+        parse_html(post.text)
+        assert visible_length(post.text) <= (CAPTION_LIMIT if post.photo else TEXT_LIMIT)
+
+
 def test_articles_mode_posts_each_story() -> None:
     posts = article_posts([article(1, image="https://news.example.org/1.jpg"), article(2),
                            article(3, title="Long " * 150, summary="x " * 900, image="https://news.example.org/3.jpg")])

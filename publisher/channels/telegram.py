@@ -85,13 +85,19 @@ class Story:
         image = article.image_url if article.image_url and article.image_url.startswith(("https://", "http://")) else None
         return cls(clean_line(article.title), article.url, summary_of(article), credit, image)
 
-    def headline_html(self) -> str:
-        return f'<b><a href="{_attribute(self.url)}">{escape(self.headline)}</a></b>'
+    def headline_html(self, limit: int = TEXT_LIMIT) -> str:
+        """The bold linked headline; a headline longer than `limit` (never seen, but possible) is cut at a word."""
+        headline, cut = self.headline, limit - 1
+        while utf16_length(headline) > limit and cut > 0:
+            headline = shorten(self.headline, cut)
+            cut -= max(1, utf16_length(headline) - limit)
+        return f'<b><a href="{_attribute(self.url)}">{escape(headline)}</a></b>'
 
     def markup(self, limit: int) -> str:
         """Headline, summary, credit; the summary cut at a word so that the whole fits in `limit`."""
         tail = f"\n<i>{escape(self.credit)}</i>" if self.credit else ""
-        head = self.headline_html()
+        head = self.headline_html(limit // 2)
+        tail = tail if visible_length(head + tail) < limit else ""
         room = limit - visible_length(head + tail) - 1
         summary, cut = self.summary, room - 1  # one unit kept for the ellipsis
         while summary and utf16_length(summary) > room:
@@ -159,7 +165,7 @@ def article_posts(articles: Sequence[Article], *, images: bool = True) -> list[P
             if visible_length(whole) <= CAPTION_LIMIT:
                 posts.append(Post(whole, story.headline, story.image_url))
                 continue
-            posts.append(Post(story.headline_html(), story.headline, story.image_url))
+            posts.append(Post(story.headline_html(CAPTION_LIMIT), story.headline, story.image_url))
             posts.append(Post(whole, story.headline))
         else:
             posts.append(Post(story.markup(TEXT_LIMIT), story.headline))
