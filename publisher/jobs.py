@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from publisher.config import Config
 from publisher.live_config import LiveConfig
 from publisher.pipeline import EditionOutcome, ProgressFactory, collect, publish_feeds, run_digests
+from publisher.pipeline.channels import run_channels
 from publisher.pipeline.send import holder_is_dead
 from publisher.scheduler import (
     DueSlot,
@@ -194,7 +195,11 @@ class ServiceJobs:
         try:
             context = self.progress() if self.progress else nullcontext(None)
             with context as progress:
-                return run_digests(config, self.store, day, editions=[edition], stop=self.stop, progress=progress)
+                outcomes = run_digests(config, self.store, day, editions=[edition], stop=self.stop, progress=progress)
+            for channel in run_channels(config, self.store, day, editions=[edition], stop=self.stop):
+                for line in channel.lines():
+                    log.info("%s", line)
+            return outcomes
         finally:
             with self._lock:
                 self._busy.discard(edition)

@@ -124,6 +124,7 @@ class SendResult:
     provider_message_id: str | None = None
     error: str | None = None
     temporary: bool = False  # only meaningful when not ok
+    retry_after: float | None = None  # temporary: the server's own wait (seconds), kept as a minimum
 
 
 @dataclass

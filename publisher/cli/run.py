@@ -105,6 +105,9 @@ def print_summary(summary: RunSummary) -> None:
     for line in deferred_lines(summary):
         console.print(Text(line, style="yellow"), highlight=False, soft_wrap=True)
         log.warning("%s", line)
+    for channel in summary.channels:
+        for line in channel.lines():
+            console.print(Text(line), highlight=False, soft_wrap=True)
     if summary.feeds:
         for item in summary.feeds.published:
             console.print(Text(f"feed {item.path} ({'written' if item.changed else 'unchanged'})"),

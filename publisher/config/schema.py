@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from publisher.config.base import Settings, SourceSettingsBase
+from publisher.config.channels import ChannelSettings
 from publisher.crontab import CronSpec, CrontabError, parse_crontab
 from publisher.render.feeds.formats import DEFAULT_FORMATS, FeedFormat
 from publisher.render.feeds.formats import FORMATS as FEED_FORMATS
@@ -342,6 +343,7 @@ class Config(Settings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
+    channels: list[ChannelSettings] = Field(default_factory=list, description="posting channels (Telegram) per edition")
     templates: str | None = Field(default="templates", description="operator templates, tried first")
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -359,6 +361,13 @@ class Config(Settings):
             raise ValueError(
                 f"schedule.timezones names {', '.join(sorted(named))}; use an edition id, collect or feeds"
             )
+        for index, channel in enumerate(self.channels):
+            if channel.edition not in ids:
+                raise ValueError(f"channels[{index}].edition: unknown edition {channel.edition!r}; "
+                                 f"use one of {', '.join(ids)}")
+        labels = [c.label for c in self.channels]
+        if len(set(labels)) != len(labels):
+            raise ValueError("channels must differ by edition and chat, or by name: give each a distinct name")
         unknown = set(self.schedule.digests) - set(ids)
         if unknown:
             raise ValueError(

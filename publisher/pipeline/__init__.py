@@ -19,6 +19,7 @@ from email.utils import parseaddr
 from publisher.config import Config, EditionSettings
 from publisher.delivery.mail import MailTransport, build_transport
 from publisher.models import RenderedDigest
+from publisher.pipeline.channels import ChannelOutcome, run_channels
 from publisher.pipeline.collect import CollectReport, collect
 from publisher.pipeline.compose import EmailComposer, LinkMaker
 from publisher.pipeline.digest import SelectedDigest, archive_url, render_digest, select_digest
@@ -58,6 +59,7 @@ class RunSummary:
     collect: CollectReport | None = None
     editions: list[EditionOutcome] = field(default_factory=list)
     feeds: FeedReport | None = None
+    channels: list[ChannelOutcome] = field(default_factory=list)  # posts to channels (Telegram), after the mail
     dry_run: bool = False
     stopped: bool = False  # a signal came during the run: something was left undone
 
@@ -69,11 +71,13 @@ class RunSummary:
             return False
         if self.feeds and self.feeds.errors:
             return False
+        if any(c.needs_a_human for c in self.channels):
+            return False
         return all(not e.error and not (e.send and (e.send.unhandled_failures or e.send.error)) for e in self.editions)
 
     @property
     def deferred(self) -> int:
-        return sum(e.send.deferred for e in self.editions if e.send)
+        return sum(e.send.deferred for e in self.editions if e.send) + sum(c.send.deferred for c in self.channels if c.send)
 
 
 def owner_name() -> str:
@@ -203,6 +207,7 @@ def run_day(
     summary.editions = run_digests(
         config, store, day, dry_run=dry_run, transport=transport, stop=stop, progress=progress
     )
+    summary.channels = run_channels(config, store, day, dry_run=dry_run, stop=stop)
     if stop is not None and stop.is_set():
         summary.stopped = True
         log.warning("stopped by a signal: feeds not written this time")

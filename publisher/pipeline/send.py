@@ -28,9 +28,9 @@ from publisher.config import MailSettings
 from publisher.errors import TransportUnavailable
 from publisher.models import OutgoingMessage, SendReport, SubscriberStatus
 from publisher.pipeline.compose import LinkMaker, NotSent
+from publisher.pipeline.ledger import Ledger, LedgerWrites
 from publisher.pipeline.verdict import HINT_STREAK, Action, Breaker, Decision, Refusal, RetryPolicy, decide
 from publisher.store import DigestRecord, DigestStatus, PendingDelivery, Store
-from publisher.store.deliveries import LedgerWriter
 from publisher.subscriber_status import apply_status
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,12 @@ class SendEngine:
         stop: threading.Event | None = None,
         on_progress: Callable[[int, int], None] | None = None,
         breaker: Breaker | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.store = store
+        # a channel's own ledger (its posts); the digest's status stays the email send's
+        self.ledger: Ledger = ledger or store.deliveries
+        self.owns_digest = ledger is None
         self.channel = channel
         self.mail = mail
         self.policy = RetryPolicy(mail.retry.max_attempts, mail.retry.first_delay, mail.retry.max_delay)
@@ -139,8 +143,8 @@ class SendEngine:
             return outcome
         try:
             self._fill_ledger(digest)
-            outcome.already_sent = self.store.deliveries.counts(digest.id)["sent"]
-            with self.store.deliveries.writer() as writer:
+            outcome.already_sent = self.ledger.counts(digest.id)["sent"]
+            with self.ledger.writer() as writer:
                 run = _Run(self, digest, compose, writer, outcome)
                 try:
                     run.all_passes()
@@ -165,6 +169,9 @@ class SendEngine:
         return False
 
     def _fill_ledger(self, digest: DigestRecord) -> None:
+        if not self.owns_digest:
+            self.ledger.enqueue(digest.id, "")
+            return
         current = self.store.digests.get(digest.id)
         language = digest.rendered.language if digest.rendered else None
         assert language is not None, "render before sending"
@@ -175,19 +182,19 @@ class SendEngine:
             started = current.started_at or current.created_at
             fresh = datetime.now(UTC) <= started + timedelta(hours=self.mail.retry.deadline_hours)
             if fresh and self.store.digests.is_newest(digest.id):
-                joined = self.store.deliveries.enqueue(digest.id, language)
+                joined = self.ledger.enqueue(digest.id, language)
                 if joined:
                     self.store.digests.set_status(digest.id, DigestStatus.SENDING,
                                                   recipients=(current.recipients or 0) + joined)
                     log.info("digest %s %s: %d readers who joined since were queued", digest.edition, digest.day,
                              joined)
             return
-        added = self.store.deliveries.enqueue(digest.id, language)
+        added = self.ledger.enqueue(digest.id, language)
         self.store.digests.set_status(digest.id, DigestStatus.SENDING, recipients=added, started_at=datetime.now(UTC))
         log.info("digest %s %s: %d recipients queued", digest.edition, digest.day, added)
 
     def _finish(self, digest: DigestRecord, outcome: SendOutcome) -> None:
-        counts = self.store.deliveries.counts(digest.id)
+        counts = self.ledger.counts(digest.id)
         outcome.recipients = sum(counts.values())
         pending = counts["pending"]
         # The deadline holds even while the transport is down: a digest days late is stale news.
@@ -196,25 +203,25 @@ class SendEngine:
             started = current.started_at if current and current.started_at else datetime.now(UTC)
             if datetime.now(UTC) > started + timedelta(hours=self.mail.retry.deadline_hours):
                 self._name_expired(digest, outcome)
-                expired = self.store.deliveries.expire_pending(digest.id, "retry deadline passed")
+                expired = self.ledger.expire_pending(digest.id, "retry deadline passed")
                 log.error("digest %s %s: %d deliveries failed: retry deadline passed (mail.retry.deadline_hours)",
                           digest.edition, digest.day, expired)
                 outcome.failed += expired
                 pending = 0
         # a stop that came after the last row left nothing undone: the digest is complete
         outcome.interrupted = outcome.interrupted and pending > 0
-        if pending == 0:
+        if pending == 0 and self.owns_digest:
             self.store.digests.set_status(digest.id, DigestStatus.DONE, finished_at=datetime.now(UTC))
         outcome.deferred = pending
         if pending:
-            waiting = self.store.deliveries.waiting(digest.id)
+            waiting = self.ledger.waiting(digest.id)
             outcome.next_attempt_at, outcome.deferred_reasons = waiting.next_attempt_at, waiting.reasons
 
 
     def _name_expired(self, digest: DigestRecord, outcome: SendOutcome) -> None:
         """Every delivery about to fail for the deadline, by address and last reason (in the log)."""
         last_id, forever = 0, datetime.max.replace(tzinfo=UTC)
-        while rows := self.store.deliveries.due(digest.id, after_id=last_id, limit=self.mail.batch_size, now=forever):
+        while rows := self.ledger.due(digest.id, after_id=last_id, limit=self.mail.batch_size, now=forever):
             last_id = rows[-1].id
             for row in rows:
                 reason = f"retry deadline passed (mail.retry.deadline_hours); last: {row.last_error or 'never tried'}"
@@ -226,13 +233,13 @@ class SendEngine:
 class _Run:
     """One call of SendEngine.send: the passes over due rows, and the streak the breaker holds back."""
 
-    def __init__(self, engine: SendEngine, digest: DigestRecord, compose: Composer, writer: LedgerWriter,
+    def __init__(self, engine: SendEngine, digest: DigestRecord, compose: Composer, writer: LedgerWrites,
                  outcome: SendOutcome) -> None:
         self.engine, self.digest, self.compose, self.writer, self.outcome = engine, digest, compose, writer, outcome
-        self.store = engine.store
+        self.store, self.ledger = engine.store, engine.ledger
         self.chunk = max(1, int(getattr(engine.channel, "max_batch", 1)))
         self.interval = 1.0 / engine.mail.rate_per_second if engine.mail.rate_per_second else 0.0
-        counts = self.store.deliveries.counts(digest.id)
+        counts = self.ledger.counts(digest.id)
         self.total = sum(counts.values())
         self.done = counts["sent"] + counts["failed"] + counts["skipped"]
         # refusals of kind OTHER held back while they might turn out to be about us (see Breaker)
@@ -246,7 +253,7 @@ class _Run:
             self.pass_number = number
             accepted = self.one_pass()
             self.settle_streak(Action.FAILED)
-            if not accepted or not self.store.deliveries.due(self.digest.id, after_id=0, limit=1):
+            if not accepted or not self.ledger.due(self.digest.id, after_id=0, limit=1):
                 return
             log.info("digest %s %s: pass %d done; going round again for retries now due",
                      self.digest.edition, self.digest.day, number)
@@ -257,7 +264,7 @@ class _Run:
         last_id = 0
         while True:
             self._check_stop()
-            rows = self.store.deliveries.due(self.digest.id, after_id=last_id, limit=self.engine.mail.batch_size)
+            rows = self.ledger.due(self.digest.id, after_id=last_id, limit=self.engine.mail.batch_size)
             if not rows:
                 return accepted
             last_id = rows[-1].id

@@ -138,7 +138,8 @@ def decide(result: SendResult, recipient: str, attempts_before: int, policy: Ret
     attempts = attempts_before + 1
     if attempts >= policy.max_attempts:
         return Decision(Action.FAILED, f"gave up after {attempts} attempts: {error}", refusal=refusal)
-    return Decision(Action.RETRY, error, now + policy.backoff(attempts), refusal)
+    wait = max(policy.backoff(attempts), timedelta(seconds=result.retry_after or 0))
+    return Decision(Action.RETRY, error, now + wait, refusal)
 
 
 @dataclass

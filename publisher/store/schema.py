@@ -281,6 +281,27 @@ digest_variants = Table(
 )
 
 
+# A channel's posts of a digest (a Telegram channel): one row per post, the ledger like deliveries.
+channel_posts = Table(
+    "channel_posts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(200), nullable=False),
+    Column("part", Integer, nullable=False),
+    Column("label", Text, nullable=False, default=""),  # the headline or title naming the post
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("provider_message_id", Text),
+    Column("sent_at", UTCDateTime),
+    Column("updated_at", UTCDateTime),
+    UniqueConstraint("digest_id", "channel", "part", name="uq_channel_posts_digest_channel_part"),
+    Index("ix_channel_posts_digest_channel_status", "digest_id", "channel", "status", "id"),
+)
+
+
 def _initial(connection: Connection) -> None:
     metadata.create_all(connection)
 
@@ -342,6 +363,10 @@ def _digest_variants(connection: Connection) -> None:
     digest_variants.create(connection, checkfirst=True)
 
 
+def _channel_posts(connection: Connection) -> None:
+    channel_posts.create(connection, checkfirst=True)
+
+
 MIGRATIONS: list[Callable[[Connection], Any]] = [
     _initial,
     _subscriber_events,
@@ -349,6 +374,7 @@ MIGRATIONS: list[Callable[[Connection], Any]] = [
     _webhook_replays_and_confirmation_outbox,
     _articles_canonical_url,
     _digest_variants,
+    _channel_posts,
 ]
 
 
