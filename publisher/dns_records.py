@@ -1,7 +1,6 @@
-"""The DNS records a bulk sender publishes for its From domains: SPF and a starting DMARC policy.
-
-DKIM's public key record joins them once publisher signs (mail.dkim); a provider that signs for you
-shows its own DKIM records in its dashboard.
+"""The DNS records a bulk sender publishes for its From domains: SPF, DKIM when publisher signs
+(mail.dkim), and a starting DMARC policy. A provider that signs for you shows its own DKIM records
+in its dashboard.
 """
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 
 from publisher.config import Config
+from publisher.dkim_keys import public_record
 
 # What each transport sends through, for the SPF include (the provider's documented mechanism).
 _SPF_INCLUDE = {
@@ -28,7 +28,9 @@ class DnsRecord:
     why: str
 
     def zone_line(self) -> str:
-        return f'{self.name}. 3600 IN {self.type} "{self.value}"'
+        # a TXT string holds at most 255 bytes: a long value (an RSA key) is written as several
+        chunks = " ".join(f'"{self.value[i:i + 255]}"' for i in range(0, len(self.value), 255))
+        return f"{self.name}. 3600 IN {self.type} {chunks}"
 
 
 def from_domains(config: Config) -> list[str]:
@@ -72,4 +74,14 @@ def records(config: Config) -> list[DnsRecord]:
                 "SPF or DKIM aligned for all your mail",
             )
         )  # fmt: skip
+    dkim = config.mail.dkim
+    if dkim is not None:
+        path = config.path(dkim.private_key_file)
+        found.append(
+            DnsRecord(
+                f"{dkim.selector}._domainkey.{dkim.domain}", "TXT", public_record(path.read_bytes()),
+                f"DKIM: the public half of {path} (mail.dkim); d={dkim.domain} must be your From domain "
+                "or its parent for DMARC alignment",
+            )
+        )
     return found

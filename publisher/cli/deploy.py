@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from publisher.cli.common import config_option, handles_errors, load, main_group
-from publisher.dns_records import from_domains, records
+from publisher.dkim_keys import DkimKeyError, generate, public_record, write_private
+from publisher.dns_records import DnsRecord, from_domains, records
 from publisher.jsonschema import config_schema_text
 from publisher.render.templates import PACKAGED_TEMPLATES
 from publisher.store.backup import backup_sqlite, pg_dump_command, sqlite_path
@@ -110,11 +111,46 @@ def dns(config_path: Path) -> None:
     click.echo(
         f"; DNS records for {', '.join(domains)} (BIND zone-file syntax; most DNS panels take name, type, value)"
     )
-    for record in records(config):
+    try:
+        found = records(config)
+    except (OSError, DkimKeyError) as exc:
+        click.echo(f"error: mail.dkim.private_key_file: {exc} (hint: `publisher dkim keygen FILE` makes one)", err=True)
+        raise SystemExit(2) from exc
+    for record in found:
         click.echo(f"; {record.why}")
         click.echo(record.zone_line())
-    dkim = getattr(config.mail, "dkim", None)
-    if dkim is None:
+    if config.mail.dkim is None:
         click.echo("; DKIM: publisher does not sign (no mail.dkim in config.yaml). A provider that signs for you shows "
-                   "its DKIM records in its dashboard; once mail.dkim is set, this command prints the key's record too.")  # fmt: skip
+                   "its DKIM records in its dashboard; or run `publisher dkim keygen` and set mail.dkim.")  # fmt: skip
     click.echo("; check them after publishing: dig +short TXT <name>")
+
+
+@main_group.group()
+def dkim() -> None:
+    """DKIM signing keys (mail.dkim)."""
+
+
+@dkim.command()
+@click.argument("key_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--type", "kind", type=click.Choice(["rsa", "ed25519"]), default="rsa", show_default=True,
+              help="rsa is verified everywhere; some receivers still skip ed25519")
+@click.option("--bits", type=click.IntRange(1024, 4096), default=2048, show_default=True, help="RSA key size")
+@click.option("--selector", default=None, help="DKIM selector (default: publisher + this year and month)")
+@click.option("--domain", default="example.org", show_default=True, help="the signing domain (your From domain)")
+@click.option("--force", is_flag=True, help="replace an existing key file")
+def keygen(key_file: Path, kind: str, bits: int, selector: str | None, domain: str, force: bool) -> None:
+    """Write a new private key to KEY_FILE (mode 600) and print its mail.dkim lines and DNS record."""
+    selector = selector or f"publisher{datetime.now(UTC):%Y%m}"
+    if key_file.exists() and not force:
+        click.echo(f"error: {key_file} exists (hint: --force replaces it; publish the new record first)", err=True)
+        raise SystemExit(2)
+    pem = generate("ed25519" if kind == "ed25519" else "rsa", bits=bits)
+    try:
+        write_private(key_file, pem, force=force)
+    except OSError as exc:
+        click.echo(f"error: cannot write {key_file}: {exc.strerror} (hint: check the folder)", err=True)
+        raise SystemExit(2) from exc
+    click.echo(f"wrote {key_file} ({kind}{'' if kind == 'ed25519' else f' {bits}'}); add to config.yaml:")
+    click.echo(f"mail:\n  dkim:\n    domain: {domain}\n    selector: {selector}\n    private_key_file: {key_file}")
+    click.echo("and publish (then check with: dig +short TXT <name>):")
+    click.echo(DnsRecord(f"{selector}._domainkey.{domain}", "TXT", public_record(pem), "DKIM").zone_line())
