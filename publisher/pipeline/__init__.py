@@ -24,6 +24,7 @@ from publisher.pipeline.compose import EmailComposer, LinkMaker, message_id_doma
 from publisher.pipeline.digest import SelectedDigest, archive_url, render_digest, select_digest
 from publisher.pipeline.feeds import FeedReport, publish_feeds
 from publisher.pipeline.send import SendEngine, SendOutcome
+from publisher.pipeline.senders import senders_for
 from publisher.render.dkim import signer_for
 from publisher.render.message import MessageTemplate
 from publisher.render.variants import frozen_variant
@@ -144,6 +145,7 @@ def run_edition(
         owner=owner_name(),
         stop=stop,
         on_progress=progress(edition.id, record.recipients or 0) if progress else None,
+        **senders_for(config, transport),
     )
     outcome.send = engine.send(record, composer)
     return outcome
