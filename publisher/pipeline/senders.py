@@ -65,9 +65,10 @@ class TokenBucket:
         self._lock = threading.Lock()
         self._next = time.monotonic()
 
-    def acquire(self, count: int, stop: threading.Event | None = None) -> None:
+    def acquire(self, count: int, stop: threading.Event | None = None) -> float | None:
+        """Wait for `count` slots; returns when (time.monotonic) the reserved slots began, None uncapped."""
         if not self.rate or count <= 0:
-            return
+            return None
         with self._lock:
             now = time.monotonic()
             # unused time is not banked beyond one message: the cap holds over any window
@@ -79,6 +80,7 @@ class TokenBucket:
                 time.sleep(wait)
             else:
                 stop.wait(wait)
+        return start
 
 
 @dataclass
