@@ -137,7 +137,8 @@ def run_edition(
         return template_for(config, edition, rendered)
 
     links = LinkMaker(config.site, message_id_domain(config.site, config.mail.message_id_domain))
-    composer = EmailComposer(record.id, template, parseaddr(edition.from_address)[1], links, variant)
+    composer = EmailComposer(record.id, template, parseaddr(edition.from_address)[1], links, variant,
+                             smtp_wire=getattr(transport, "name", None) == "smtp")
     engine = SendEngine(
         store,
         transport,
