@@ -7,7 +7,8 @@
 Concurrency (mail.connections): one claimer (this thread) reads disjoint chunks of due rows and hands
 them to N senders, each with its own channel (publisher.pipeline.senders); the results come back
 here, are judged here, and are written by this thread's one ledger connection, committed every
-COMMIT_GROUP rows or COMMIT_WINDOW seconds, whichever comes first. A row is marked sent only after
+COMMIT_GROUP rows at most: whatever came back while the last commit ran is committed together, as
+soon as nothing else is ready (with one connection: each result before the next message is sent). A row is marked sent only after
 the channel said the server accepted it. A crash can repeat at most `duplicate_bound` messages.
 
 Only the process holding the digest's lease sends. Rows are streamed in id order (keyset pages of
@@ -34,7 +35,6 @@ from publisher.pipeline.lease import holder_is_dead
 from publisher.pipeline.outcome import SHOWN_FAILURES, SendOutcome
 from publisher.pipeline.senders import (
     COMMIT_GROUP,
-    COMMIT_WINDOW,
     Channel,
     Done,
     SenderPool,
@@ -121,7 +121,7 @@ class SendEngine:
         pool = SenderPool(self.channel, self.channel_factory, self.connections,
                           TokenBucket(self.mail.rate_per_second), self.stop)
         try:
-            with self.store.deliveries.writer(group=COMMIT_GROUP, window=COMMIT_WINDOW) as writer:
+            with self.store.deliveries.writer(group=COMMIT_GROUP) as writer:
                 run = _Run(self, digest, compose, writer, outcome, pool)
                 try:
                     run.all_passes()
@@ -269,18 +269,20 @@ class _Run:
         self._collect(drain=False)
 
     def _collect(self, *, drain: bool) -> None:
-        """Judge the chunks that came back; while the pool is full (or draining), wait for the next,
-        committing the ledger's group on time meanwhile."""
+        """Judge every chunk that came back, then commit them (a group is what came back meanwhile:
+        nothing waits on a clock); while the pool is full (or draining), wait for the next chunk."""
         pool, writer = self.pool, self.writer
         while True:
-            waiting = pool.in_flight > 0 and (drain or pool.full)
-            done = pool.next_done(writer.window_left() if waiting else 0)
+            done = pool.next_done(0)
             if done is not None:
                 self._judge(done)
                 continue
-            writer.flush_if_due()
-            if not waiting:
+            writer.flush()  # nothing else is ready: commit now, before anything else is sent
+            if not (pool.in_flight > 0 and (drain or pool.full)):
                 return
+            done = pool.next_done(None)
+            if done is not None:
+                self._judge(done)
 
     def _judge(self, done: Done) -> None:
         by_id = done.token
@@ -302,7 +304,6 @@ class _Run:
         self.done += len(by_id)
         if self.engine.on_progress:
             self.engine.on_progress(self.done, self.total)
-        self.writer.flush_if_due()
 
     def _compose(self, row: PendingDelivery) -> OutgoingMessage | None:
         if row.subscriber_status is not SubscriberStatus.ACTIVE or row.paused:

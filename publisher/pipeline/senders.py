@@ -28,7 +28,6 @@ from publisher.models import OutgoingMessage, SendReport
 __all__ = ["Done", "SenderPool", "TokenBucket", "default_connections", "duplicate_bound", "senders_for"]
 
 COMMIT_GROUP = 50  # acceptances per ledger commit, at most
-COMMIT_WINDOW = 0.05  # seconds an acceptance may wait for its commit while the send goes on
 
 
 class Channel(Protocol):

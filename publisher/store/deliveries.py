@@ -55,16 +55,15 @@ class LedgerWriter:
     """One connection, one prepared statement, and commits in groups for the hot path.
 
     Each result is kept until `flush`, which writes the group in one transaction (the acceptances as
-    one executemany) and commits. The engine flushes every `group` rows or `window` seconds, whichever
-    comes first, and before it touches the store any other way. Until then a crash loses at most the
-    group: those rows stay pending and are sent again, never lost. One round trip per message cost
-    PostgreSQL two thirds of its speed; a group costs one.
+    one executemany) and commits; at `group` rows it flushes by itself. The engine flushes as soon as
+    no other result is ready, and before it touches the store any other way. Until then a crash loses
+    at most the group: those rows stay pending and are sent again, never lost. One round trip per
+    message cost PostgreSQL two thirds of its speed; a group costs one.
     """
 
-    def __init__(self, connection: Connection, *, group: int = 1, window: float = 0.0) -> None:
+    def __init__(self, connection: Connection, *, group: int = 1) -> None:
         self._connection = connection
         self.group = max(1, group)
-        self.window = window
         self._sent: list[dict[str, Any]] = []
         self._other: list[tuple[int, dict[str, Any]]] = []
         self._first: float | None = None  # when the oldest unflushed result came
@@ -98,19 +97,8 @@ class LedgerWriter:
         self._added()
 
     def _added(self) -> None:
-        if self._first is None:
-            self._first = time.monotonic()
-        if self.unflushed >= self.group or not self.window:
-            self.flush()
-
-    def window_left(self) -> float:
-        """Seconds until the group is due for its commit (the whole window when it is empty)."""
-        if self._first is None:
-            return self.window or 0.05
-        return max(0.0, self._first + self.window - time.monotonic())
-
-    def flush_if_due(self) -> None:
-        if self._first is not None and time.monotonic() - self._first >= self.window:
+        self._first = self._first or time.monotonic()
+        if self.unflushed >= self.group:
             self.flush()
 
     def flush(self) -> None:
@@ -228,10 +216,10 @@ class DeliveryLedger:
             ]
 
     @contextmanager
-    def writer(self, *, group: int = 1, window: float = 0.0) -> Iterator[LedgerWriter]:
+    def writer(self, *, group: int = 1) -> Iterator[LedgerWriter]:
         """The hot path's writer; what it keeps is committed when the block ends, by an error too."""
         with self._engine.connect() as connection:
-            writer = LedgerWriter(connection, group=group, window=window)
+            writer = LedgerWriter(connection, group=group)
             try:
                 yield writer
             except BaseException:
