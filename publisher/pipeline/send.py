@@ -101,7 +101,7 @@ class SendEngine:
                 self._send_all(digest, compose, outcome)
             except StoreError as exc:
                 # the store went away mid-send: what the server accepted since the last commit is
-                # sent again by the next run (at most `bound`); nothing is lost, no traceback
+                # sent again by the next run (at most the messages in flight); nothing is lost
                 bound = duplicate_bound(self.connections, max(1, int(getattr(self.channel, "max_batch", 1))))
                 outcome.error = (f"{exc}; the send stopped. Run again once the store is back: the rest is sent, "
                                  f"and at most {bound} messages accepted just before the failure go out twice")

@@ -8,9 +8,9 @@ the next pass only when every chunk of this one came back, so no row is ever hel
 
 `TokenBucket` keeps mail.rate_per_second one global cap across the senders.
 
-What a crash can send twice: the chunks handed out and not yet written (at most `in_flight_limit`
-chunks of `max_batch` messages), plus the acceptances waiting in the ledger's commit group.
-`duplicate_bound` is that number; README "Sending many messages" states it and a test checks it.
+What a crash can send twice: the chunks handed out and not yet committed, at most `in_flight_limit`
+chunks of `max_batch` messages (the engine commits what came back before it hands out more).
+`duplicate_bound` is that number; README "Sending many messages" states it and tests check it.
 """
 
 from __future__ import annotations
@@ -50,9 +50,13 @@ def in_flight_limit(connections: int) -> int:
     return 1 if connections <= 1 else 2 * connections
 
 
-def duplicate_bound(connections: int, max_batch: int, group: int = COMMIT_GROUP) -> int:
-    """Messages a crash (SIGKILL, power loss, the store going away) can make a rerun send again."""
-    return in_flight_limit(connections) * max_batch + group
+def duplicate_bound(connections: int, max_batch: int) -> int:
+    """Messages a crash (SIGKILL, power loss, the store going away) can make a rerun send again.
+
+    The engine commits what came back before it hands out another chunk, so the accepted rows not yet
+    committed are always among the chunks handed out: at most in_flight_limit × max_batch.
+    """
+    return in_flight_limit(connections) * max_batch
 
 
 class TokenBucket:
