@@ -269,20 +269,18 @@ class _Run:
         self._collect(drain=False)
 
     def _collect(self, *, drain: bool) -> None:
-        """Judge every chunk that came back, then commit them (a group is what came back meanwhile:
-        nothing waits on a clock); while the pool is full (or draining), wait for the next chunk."""
-        pool, writer = self.pool, self.writer
-        while True:
-            done = pool.next_done(0)
-            if done is not None:
-                self._judge(done)
-                continue
-            writer.flush()  # nothing else is ready: commit now, before anything else is sent
-            if not (pool.in_flight > 0 and (drain or pool.full)):
-                return
+        """Once the pool is full, judge the chunks coming back until it is down to its low water mark
+        (draining: to none), then commit them as one group before anything else is handed out: the
+        accepted rows not committed are always among the chunks handed out."""
+        pool = self.pool
+        if not drain and not pool.full:
+            return
+        floor = 0 if drain else pool.low
+        while pool.in_flight > floor:
             done = pool.next_done(None)
             if done is not None:
                 self._judge(done)
+        self.writer.flush()
 
     def _judge(self, done: Done) -> None:
         by_id = done.token

@@ -46,8 +46,13 @@ def default_connections(transport: TransportSettings) -> int:
 
 
 def in_flight_limit(connections: int) -> int:
-    """Chunks handed out at once: one being sent and one waiting per sender keeps every link busy."""
-    return 1 if connections <= 1 else 2 * connections
+    """Chunks handed out at once: 6 per sender; the engine refills when they are down to 2 per sender,
+    so each commit carries ~4 per sender while every sender still has work queued."""
+    return 1 if connections <= 1 else 6 * connections
+
+
+def low_water(connections: int) -> int:
+    return 0 if connections <= 1 else 2 * connections
 
 
 def duplicate_bound(connections: int, max_batch: int) -> int:
@@ -110,6 +115,7 @@ class SenderPool:
         self.stop = stop
         self.connections = connections if factory is not None else 1
         self.limit = in_flight_limit(self.connections)
+        self.low = low_water(self.connections)
         self._first = first
         self._factory = factory
         self._extra: list[Channel] = []
