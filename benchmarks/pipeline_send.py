@@ -4,7 +4,8 @@ Not a test. Run:  .venv/bin/python benchmarks/pipeline_send.py [--subscribers 20
 
 It fills a store with N subscribers, runs the real pipeline (collect the sample articles, select,
 render, fill the ledger, stream pending rows in batches, personalize, hand to a transport that only
-counts bytes, mark each delivery sent with its own commit) and reports messages per second and peak
+counts bytes, mark deliveries sent, committed in groups) in the store --store-url names (a fresh database on that
+PostgreSQL server, or a new SQLite file; unreachable: the benchmark stops with the reason) and reports messages per second and peak
 process memory (max RSS, which only grows: the small run goes first). Baseline, measured in the same process: personalizing the same number of messages from
 the same template with no ledger at all, so the ratio is the price of "nothing sent twice, nothing
 lost". Memory is measured at N/10 and N to show it stays flat as the list grows.
@@ -24,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.stores import check_reachable, fresh_store, machine  # noqa: E402
 from publisher.config import load_config  # noqa: E402
 from publisher.models import OutgoingMessage, Recipient, SendReport, SendResult  # noqa: E402
 from publisher.pipeline import collect, message_template, run_digests, select_digest  # noqa: E402
@@ -56,23 +58,23 @@ class CountingTransport:
         pass
 
 
-def fill_subscribers(store: Store, count: int) -> None:
+def fill_subscribers(store: Store, count: int, *, language: str = "ar", offset: int = 0) -> None:
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)
     with store.engine.begin() as connection:
-        for start in range(0, count, 5_000):  # in chunks, so the benchmark itself stays flat too
+        for start in range(offset, offset + count, 5_000):  # in chunks, so the benchmark itself stays flat too
             connection.execute(subscribers.insert(), [
-                {"email": f"reader{i}@example.org", "name": f"قارئ {i}", "language": "ar", "status": "active",
+                {"email": f"reader{i}@example.org", "name": f"قارئ {i}", "language": language, "status": "active",
                  "sections": "", "paused": False, "created_at": now, "updated_at": now}
-                for i in range(start, min(start + 5_000, count))
+                for i in range(start, min(start + 5_000, offset + count))
             ])
 
 
-def measure(count: int, store_url: str | None, workdir: Path) -> dict[str, float]:
+def measure(count: int, store_url: str, workdir: Path) -> dict[str, float]:
     directory = workdir / f"n{count}"
     directory.mkdir()
-    config = load_config(write_config(directory, store_url=store_url or f"sqlite:///{directory / 'store.db'}"))
+    config = load_config(write_config(directory, store_url=store_url))
     store = Store.open(config.store_url)
     fill_subscribers(store, count)
     collect(config, store)
@@ -101,15 +103,24 @@ def measure(count: int, store_url: str | None, workdir: Path) -> dict[str, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", type=int, default=20_000)
-    parser.add_argument("--store-url", help="e.g. postgresql+psycopg://postgres@127.0.0.1:5432/bench (emptied first)")
+    parser.add_argument("--store-url", help="e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test "
+                        "(a fresh database is created there per measurement and dropped after)")
     args = parser.parse_args()
+    if args.store_url:
+        check_reachable(args.store_url)
     with tempfile.TemporaryDirectory() as workdir:
-        small = measure(max(args.subscribers // 10, 100), None, Path(workdir))
-        large = measure(args.subscribers, None, Path(workdir))
+        small_count = max(args.subscribers // 10, 100)
+        with fresh_store(args.store_url, Path(workdir), f"n{small_count}") as url:
+            small = measure(small_count, url, Path(workdir))
+            small["machine"] = machine()  # type: ignore[assignment]
+        with fresh_store(args.store_url, Path(workdir), f"n{args.subscribers}") as url:
+            large = measure(args.subscribers, url, Path(workdir))
+            large["machine"] = machine()  # type: ignore[assignment]
+    print(f"store: {args.store_url or 'SQLite in a temporary folder'}")
     print(f"{'subscribers':>12} {'msg/s (pipeline)':>17} {'msg/s (no ledger)':>18} {'ratio':>6} {'max RSS MiB':>12} {'KiB/msg':>8}")
     for row in (small, large):
         print(f"{row['count']:>12.0f} {row['rate']:>17.0f} {row['baseline_rate']:>18.0f} "
-              f"{row['rate'] / row['baseline_rate']:>6.2f} {row['rss_mib']:>12.1f} {row['avg_kib']:>8.1f}")
+              f"{row['rate'] / row['baseline_rate']:>6.2f} {row['rss_mib']:>12.1f} {row['avg_kib']:>8.1f}  {row['machine']}")
     print(f"max RSS growth for 10x the subscribers: x{large['rss_mib'] / small['rss_mib']:.2f} (flat is ~1)")
 
 

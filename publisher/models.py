@@ -115,6 +115,9 @@ class OutgoingMessage:
     recipient: str  # envelope recipient (bare address)
     message_id: str
     data: bytes  # RFC 5322 message, CRLF line ends
+    # the same message as SMTP DATA content (dot-stuffed, ending ".\r\n") when the composer built it
+    # ahead, from fixed parts stuffed once; None: the SMTP transport stuffs `data` itself
+    wire: bytes | None = None
 
 
 @dataclass(frozen=True)

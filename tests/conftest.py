@@ -99,8 +99,11 @@ def write_config(
     transport: str = "kind: outbox\n    path: outbox",
     sources: str | None = None,
     extra: str = "",
+    connections: int = 1,
 ) -> Path:
-    """A config.yaml in `directory` using the shipped sample articles; returns its path."""
+    """A config.yaml in `directory` using the shipped sample articles; returns its path.
+
+    One connection unless asked: most tests count what one sender had in flight."""
     sources = sources or f"  - kind: files\n    name: sample-newsroom\n    path: {REPO / 'samples' / 'articles'}\n"
     text = f"""
 site:
@@ -136,6 +139,7 @@ mail:
   transport:
     {transport}
   batch_size: 50
+  connections: {connections}
   message_id_domain: news.example.org
   retry:
     first_delay: 0

@@ -228,7 +228,11 @@ class DkimSettings(Settings):
 class MailSettings(Settings):
     transport: TransportSettings = Field(default_factory=lambda: OutboxSettings(kind="outbox"))
     batch_size: int = Field(default=500, ge=1, le=10000)
-    rate_per_second: float | None = Field(default=None, gt=0)
+    rate_per_second: float | None = Field(default=None, gt=0, description="one cap across all connections")
+    connections: int | None = Field(
+        default=None, ge=1, le=64,
+        description="concurrent SMTP connections or provider requests; default 1 (outbox), 4 (smtp), 8 (HTTP providers)",
+    )
     message_id_domain: str | None = None
     list_id: str | None = None
     dkim: DkimSettings | None = Field(default=None, description="sign every digest (DKIM): domain, selector, private_key_file")

@@ -25,6 +25,7 @@ from publisher.pipeline.compose import EmailComposer, LinkMaker
 from publisher.pipeline.digest import SelectedDigest, archive_url, render_digest, select_digest
 from publisher.pipeline.feeds import FeedReport, publish_feeds
 from publisher.pipeline.send import SendEngine, SendOutcome
+from publisher.pipeline.senders import senders_for
 from publisher.render.dkim import signer_for
 from publisher.render.message import MessageTemplate
 from publisher.render.variants import frozen_variant
@@ -136,7 +137,8 @@ def run_edition(
         return template_for(config, edition, rendered)
 
     links = LinkMaker(config.site, config.message_id_domain)
-    composer = EmailComposer(record.id, template, parseaddr(edition.from_address)[1], links, variant)
+    composer = EmailComposer(record.id, template, parseaddr(edition.from_address)[1], links, variant,
+                             smtp_wire=getattr(transport, "name", None) == "smtp")
     engine = SendEngine(
         store,
         transport,
@@ -144,6 +146,7 @@ def run_edition(
         owner=owner_name(),
         stop=stop,
         on_progress=progress(edition.id, record.recipients or 0) if progress else None,
+        **senders_for(config, transport),
     )
     outcome.send = engine.send(record, composer)
     return outcome

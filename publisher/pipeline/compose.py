@@ -62,7 +62,10 @@ class EmailComposer:
         sender: str,
         links: LinkMaker,
         variant: Callable[[frozenset[str]], MessageTemplate | None] | None = None,
+        *,
+        smtp_wire: bool = False,
     ) -> None:
+        """smtp_wire: also build each message's SMTP DATA content (for an SMTP channel)."""
         self.digest_id = digest_id
         self.template = template
         self.sender = sender
@@ -70,6 +73,7 @@ class EmailComposer:
         # A subscriber who chose sections gets the digest compiled for that section set (once per set).
         self.variant = variant
         self._variants: dict[frozenset[str], MessageTemplate | None] = {}
+        self.smtp_wire = smtp_wire
 
     def __call__(self, row: PendingDelivery) -> OutgoingMessage | NotSent:
         template = self.template
@@ -90,8 +94,12 @@ class EmailComposer:
             unsubscribe_url=self.links.unsubscribe_url(row.subscriber_id),
             preferences_url=self.links.preferences_url(row.subscriber_id),
         )
+        wire: bytes | None = None
         try:
-            data = template.personalize(recipient)
+            if self.smtp_wire:
+                data, wire = template.personalize_for_smtp(recipient)
+            else:
+                data = template.personalize(recipient)
         except ValueError as exc:  # an address that cannot be put in a header safely
             return NotSent(f"cannot build message: {exc}", failed=True)
-        return OutgoingMessage(row.id, self.sender, row.email, message_id, data)
+        return OutgoingMessage(row.id, self.sender, row.email, message_id, data, wire)

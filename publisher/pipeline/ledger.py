@@ -1,7 +1,7 @@
 """What the send engine needs of a ledger: the email deliveries (store.deliveries) or a channel's posts.
 
 A ledger holds one row per thing to send for a digest; the engine claims due rows, and writes each
-outcome through a writer (one commit per row). Rows are `PendingDelivery` (a channel's post fills it
+outcome through a writer (rows committed in groups of at most `group`, flushed on demand). Rows are `PendingDelivery` (a channel's post fills it
 with its own meaning: `email` names the post in reports, subscriber 0 is nobody).
 """
 
@@ -24,13 +24,16 @@ class LedgerWrites(Protocol):
 
     def skipped(self, delivery_id: int, reason: str) -> None: ...
 
+    def flush(self) -> None:
+        """Commit what is written so far (writers that commit each row have nothing to do)."""
+
 
 class Ledger(Protocol):
     def enqueue(self, digest_id: int, language: str, *, now: datetime | None = None) -> int: ...
 
     def due(self, digest_id: int, *, after_id: int, limit: int, now: datetime | None = None) -> list[PendingDelivery]: ...
 
-    def writer(self) -> AbstractContextManager[LedgerWrites]: ...
+    def writer(self, *, group: int = 1) -> AbstractContextManager[LedgerWrites]: ...
 
     def counts(self, digest_id: int) -> dict[str, int]: ...
 

@@ -2,7 +2,14 @@
 
     claim a batch of due ledger rows -> compose finished messages -> hand them to the channel ->
     `verdict.decide` says, per result: sent / retry at T / failed / bounce the subscriber / stop ->
-    `_write` records it (the one ledger write path, one commit per row).
+    `_write` records it (the one ledger write path; acceptances committed in groups).
+
+Concurrency (mail.connections): one claimer (this thread) reads disjoint chunks of due rows and hands
+them to N senders, each with its own channel (publisher.pipeline.senders); the results come back
+here, are judged here, and are written by this thread's one ledger connection, committed every
+COMMIT_GROUP rows at most: whatever came back while the last commit ran is committed together, as
+soon as nothing else is ready (with one connection: each result before the next message is sent). A row is marked sent only after
+the channel said the server accepted it. A crash can repeat at most `duplicate_bound` messages.
 
 Only the process holding the digest's lease sends. Rows are streamed in id order (keyset pages of
 mail.batch_size), so memory does not grow with the list. After a pass over the due rows the engine
@@ -15,93 +22,39 @@ into that channel's message (publisher.pipeline.compose for email).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from publisher.config import MailSettings
-from publisher.errors import TransportUnavailable
-from publisher.models import OutgoingMessage, SendReport, SubscriberStatus
+from publisher.errors import StoreError, TransportUnavailable
+from publisher.models import OutgoingMessage, SubscriberStatus
 from publisher.pipeline.compose import LinkMaker, NotSent
+from publisher.pipeline.lease import holder_is_dead
 from publisher.pipeline.ledger import Ledger, LedgerWrites
+from publisher.pipeline.outcome import SHOWN_FAILURES, SendOutcome
+from publisher.pipeline.senders import (
+    COMMIT_GROUP,
+    Channel,
+    Done,
+    SenderPool,
+    TokenBucket,
+    duplicate_bound,
+)
 from publisher.pipeline.verdict import HINT_STREAK, Action, Breaker, Decision, Refusal, RetryPolicy, decide
 from publisher.store import DigestRecord, DigestStatus, PendingDelivery, Store
 from publisher.subscriber_status import apply_status
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("publisher.send")
 
 LEASE = timedelta(minutes=2)
-SHOWN_FAILURES = 10  # failed deliveries kept by name in the outcome; the log has every one
 MAX_PASSES = 100  # a bound on going round again (each pass costs every retried row an attempt)
 
 __all__ = ["LEASE", "Channel", "Composer", "LinkMaker", "SendEngine", "SendOutcome", "holder_is_dead"]
 
 
-class Channel(Protocol):
-    max_batch: int
-
-    def send(self, batch: Sequence[OutgoingMessage]) -> SendReport: ...
-
-
 Composer = Callable[[PendingDelivery], OutgoingMessage | NotSent]
-
-
-@dataclass
-class SendOutcome:
-    edition: str
-    recipients: int = 0
-    sent: int = 0
-    failed: int = 0  # failed deliveries, bounces included
-    skipped: int = 0
-    deferred: int = 0  # still pending at the end: temporary failures waiting for their retry time
-    already_sent: int = 0  # sent by an earlier (killed or finished) run
-    bounced: int = 0  # deliveries refused because the mailbox is gone (the subscriber is marked bounced)
-    retried: int = 0  # temporary failures tried again and settled within this run
-    held_by: str | None = None  # another process holds the lease
-    error: str | None = None  # why the send stopped before the end (with the hint)
-    interrupted: bool = False
-    next_attempt_at: datetime | None = None  # when the first deferred row is due
-    deferred_reasons: tuple[tuple[str, int], ...] = ()  # (reason, rows), commonest first
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (address, reason), first SHOWN_FAILURES
-
-    @property
-    def unhandled_failures(self) -> int:
-        """Failed deliveries a human should look at: a bounce is already handled."""
-        return self.failed - self.bounced
-
-
-def holder_is_dead(holder: str) -> bool:
-    """A lease holder on this host whose process no longer exists (killed -9): its lease is void.
-
-    Holders on other hosts cannot be checked from here; their lease simply expires.
-    """
-    try:
-        host, pid_text, _thread = holder.rsplit(":", 2)
-        pid = int(pid_text)
-    except ValueError:
-        return False
-    if host != socket.gethostname() or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 class _Stopped(Exception):
@@ -119,8 +72,12 @@ class SendEngine:
         stop: threading.Event | None = None,
         on_progress: Callable[[int, int], None] | None = None,
         breaker: Breaker | None = None,
+        channel_factory: Callable[[], Channel] | None = None,
+        connections: int = 1,
         ledger: Ledger | None = None,
     ) -> None:
+        """channel_factory builds one more channel per extra sender (connections > 1): a channel
+        is used by one thread only. Without a factory the send uses `channel` alone."""
         self.store = store
         # a channel's own ledger (its posts); the digest's status stays the email send's
         self.ledger: Ledger = ledger or store.deliveries
@@ -132,6 +89,8 @@ class SendEngine:
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
         self.breaker = breaker or Breaker()
+        self.channel_factory = channel_factory
+        self.connections = max(1, connections)
 
     # --- the send ------------------------------------------------------------------------------
 
@@ -142,10 +101,32 @@ class SendEngine:
             log.info("digest %s %s is being sent by %s; not sending it here", digest.edition, digest.day, outcome.held_by)
             return outcome
         try:
-            self._fill_ledger(digest)
-            outcome.already_sent = self.ledger.counts(digest.id)["sent"]
-            with self.ledger.writer() as writer:
-                run = _Run(self, digest, compose, writer, outcome)
+            try:
+                self._send_all(digest, compose, outcome)
+            except StoreError as exc:
+                # the store went away mid-send: what the server accepted since the last commit is
+                # sent again by the next run (at most the messages in flight); nothing is lost
+                bound = duplicate_bound(self.connections, max(1, int(getattr(self.channel, "max_batch", 1))))
+                outcome.error = (f"{exc}; the send stopped. Run again once the store is back: the rest is sent, "
+                                 f"and at most {bound} messages accepted just before the failure go out twice")
+                log.error("digest %s %s: %s", digest.edition, digest.day, outcome.error)
+                return outcome
+            self._finish(digest, outcome)
+        finally:
+            try:
+                self.store.digests.release(digest.id, self.owner)
+            except StoreError as exc:  # the lease runs out by itself; the outcome already says why
+                log.warning("digest %s: the lease could not be released: %s", digest.id, exc)
+        return outcome
+
+    def _send_all(self, digest: DigestRecord, compose: Composer, outcome: SendOutcome) -> None:
+        self._fill_ledger(digest)
+        outcome.already_sent = self.ledger.counts(digest.id)["sent"]
+        pool = SenderPool(self.channel, self.channel_factory, self.connections,
+                          TokenBucket(self.mail.rate_per_second), self.stop)
+        try:
+            with self.ledger.writer(group=COMMIT_GROUP) as writer:
+                run = _Run(self, digest, compose, writer, outcome, pool)
                 try:
                     run.all_passes()
                 except _Stopped:
@@ -154,10 +135,8 @@ class SendEngine:
                     # refusals held back when the send ends early wait for the next run, unjudged
                     early = run.stopped or outcome.interrupted or outcome.error is not None
                     run.settle_streak(Action.RETRY if early else Action.FAILED)
-            self._finish(digest, outcome)
         finally:
-            self.store.digests.release(digest.id, self.owner)
-        return outcome
+            pool.close()
 
     def _claim(self, digest_id: int) -> bool:
         if self.store.digests.claim(digest_id, self.owner, LEASE):
@@ -234,11 +213,12 @@ class _Run:
     """One call of SendEngine.send: the passes over due rows, and the streak the breaker holds back."""
 
     def __init__(self, engine: SendEngine, digest: DigestRecord, compose: Composer, writer: LedgerWrites,
-                 outcome: SendOutcome) -> None:
+                 outcome: SendOutcome, pool: SenderPool) -> None:
         self.engine, self.digest, self.compose, self.writer, self.outcome = engine, digest, compose, writer, outcome
         self.store, self.ledger = engine.store, engine.ledger
         self.chunk = max(1, int(getattr(engine.channel, "max_batch", 1)))
-        self.interval = 1.0 / engine.mail.rate_per_second if engine.mail.rate_per_second else 0.0
+        self.pool = pool
+        self.accepted = 0
         counts = self.ledger.counts(digest.id)
         self.total = sum(counts.values())
         self.done = counts["sent"] + counts["failed"] + counts["skipped"]
@@ -253,60 +233,94 @@ class _Run:
             self.pass_number = number
             accepted = self.one_pass()
             self.settle_streak(Action.FAILED)
+            self.writer.flush()
             if not accepted or not self.ledger.due(self.digest.id, after_id=0, limit=1):
                 return
             log.info("digest %s %s: pass %d done; going round again for retries now due",
                      self.digest.edition, self.digest.day, number)
 
     def one_pass(self) -> int:
-        """Every row due now, in id order; returns how many the channel accepted."""
-        accepted = 0
+        """Every row due now, in id order, over the pool's senders; returns how many were accepted."""
+        self.accepted = 0
         last_id = 0
-        while True:
-            self._check_stop()
+        try:
+            self._pass(last_id)
+        except _Stopped:
+            self._collect(drain=True)  # what was handed out still comes back and is written
+            raise
+        self._collect(drain=True)  # every chunk handed out comes back and is written
+        if self.stopped or self.outcome.interrupted:
+            if self.stopped:
+                log.error("digest %s %s: %s", self.digest.edition, self.digest.day, self.outcome.error)
+            raise _Stopped
+        return self.accepted
+
+    def _pass(self, last_id: int) -> None:
+        while not self._halted():
+            self.writer.flush()  # what is read next sees what was written
             rows = self.ledger.due(self.digest.id, after_id=last_id, limit=self.engine.mail.batch_size)
             if not rows:
-                return accepted
+                break
             last_id = rows[-1].id
             self._renew(force=True)
             for start in range(0, len(rows), self.chunk):
-                self._check_stop()
+                if self._halted():
+                    break
                 self._renew()
-                accepted += self._send_chunk(rows[start : start + self.chunk])
+                self._dispatch(rows[start : start + self.chunk])
 
-    def _send_chunk(self, rows: Sequence[PendingDelivery]) -> int:
-        messages: list[OutgoingMessage] = []
+    def _halted(self) -> bool:
+        if self.engine.stop.is_set():
+            self.outcome.interrupted = True
+            return True
+        return self.stopped
+
+    def _dispatch(self, rows: Sequence[PendingDelivery]) -> None:
         by_id: dict[int, PendingDelivery] = {}
+        messages: list[OutgoingMessage] = []
         for row in rows:
             built = self._compose(row)
             if built is not None:
                 messages.append(built)
                 by_id[row.id] = row
-        if not messages:
-            return 0
-        started = time.monotonic()
-        try:
-            report = self.engine.channel.send(messages)
-        except TransportUnavailable as exc:
-            self.outcome.error = str(exc)
-            log.error("digest %s %s: %s; the rest stays pending", self.digest.edition, self.digest.day, exc)
-            raise _Stopped from exc
+        if messages:
+            self.pool.submit(by_id, messages)
+        self._collect(drain=False)
+
+    def _collect(self, *, drain: bool) -> None:
+        """Once the pool is full, judge the chunks coming back until it is down to its low water mark
+        (draining: to none), then commit them as one group before anything else is handed out: the
+        accepted rows not committed are always among the chunks handed out."""
+        pool = self.pool
+        if not drain and not pool.full:
+            return
+        floor = 0 if drain else pool.low
+        while pool.in_flight > floor:
+            done = pool.next_done(None)
+            if done is not None:
+                self._judge(done)
+        self.writer.flush()
+
+    def _judge(self, done: Done) -> None:
+        by_id = done.token
+        assert isinstance(by_id, dict)
+        if done.error is not None:
+            if not isinstance(done.error, TransportUnavailable):
+                raise done.error
+            # nothing of that chunk was accepted: its rows stay pending, untouched; the rest stops
+            if not self.stopped:
+                self._stop(str(done.error))
+            return
+        assert done.report is not None
         now = datetime.now(UTC)
-        accepted = 0
-        for result in report.results:
+        for result in done.report.results:
             row = by_id[result.delivery_id]
             decision = decide(result, row.email, row.attempts, self.engine.policy, now)
-            accepted += decision.action is Action.SENT
+            self.accepted += decision.action is Action.SENT
             self._take(row, decision)
-        self.done += len(messages)
+        self.done += len(by_id)
         if self.engine.on_progress:
             self.engine.on_progress(self.done, self.total)
-        if self.interval:
-            time.sleep(max(0.0, self.interval * len(messages) - (time.monotonic() - started)))
-        if self.stopped:
-            log.error("digest %s %s: %s", self.digest.edition, self.digest.day, self.outcome.error)
-            raise _Stopped
-        return accepted
 
     def _compose(self, row: PendingDelivery) -> OutgoingMessage | None:
         if row.subscriber_status is not SubscriberStatus.ACTIVE or row.paused:
@@ -389,6 +403,7 @@ class _Run:
         if decision.action is Action.BOUNCE:
             outcome.bounced += 1
             # the mailbox does not exist: sending to it again only hurts our reputation
+            writer.flush()  # the store takes one writer at a time (SQLite): ours commits first
             apply_status(self.store.subscribers, row.subscriber_id, SubscriberStatus.BOUNCED, decision.reason)
             log.info("delivery %d to %s bounced, subscriber %d marked bounced: %s",
                      row.id, row.email, row.subscriber_id, decision.reason)
@@ -397,15 +412,11 @@ class _Run:
 
     # --- stop and lease ------------------------------------------------------------------------
 
-    def _check_stop(self) -> None:
-        if self.engine.stop.is_set():
-            self.outcome.interrupted = True
-            raise _Stopped
-
     def _renew(self, *, force: bool = False) -> None:
         # a slow batch (rate limit, slow server) must not outlive its lease
         if not force and time.monotonic() - self.renewed <= LEASE.total_seconds() / 3:
             return
+        self.writer.flush()
         if not self.engine._claim(self.digest.id):
             self.outcome.error = "lost the sending lease to another process; stopping"
             raise _Stopped

@@ -39,6 +39,8 @@ class DkimError(ValueError):
 class DkimSigner:
     """Callable: the message (CRLF line ends) with a DKIM-Signature header in front."""
 
+    prepends = True  # the signed message is the signature header + the message, unchanged
+
     def __init__(self, *, domain: str, selector: str, private_key_pem: bytes) -> None:
         self.domain = domain
         self.selector = selector

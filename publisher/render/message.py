@@ -23,6 +23,7 @@ from email.utils import format_datetime
 from publisher.models import Recipient, RenderedDigest
 from publisher.render.slots import SLOT_PATTERN, conditional_keys, resolve_conditionals, slot_values
 from publisher.render.transfer import BASE64, CRLF, Base64Body, choose_encoding, encode_qp_piece, qp
+from publisher.render.wire import END, stuff, stuff_message, stuff_parts
 
 __all__ = ["MessageTemplate", "encode_qp_piece", "qp_pieces"]
 
@@ -39,6 +40,16 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _TO, _MESSAGE_ID_HOLE, _LIST_UNSUBSCRIBE = "to", "message-id", "list-unsubscribe"
 _Hole = tuple[str, bool]  # (slot key or header name, in the HTML part)
 _Piece = bytes | _Hole | Base64Body  # a base64 body is filled whole
+_HEADER_HOLES = frozenset({_TO, _MESSAGE_ID_HOLE, _LIST_UNSUBSCRIBE})
+
+
+class _Flat:
+    """One variant flattened: fixed parts with empty places for the holes, and those parts stuffed."""
+
+    def __init__(self, parts: list[bytes], holes: list[tuple[int, _Hole | Base64Body]], stuffed: list[bytes]) -> None:
+        self.parts, self.holes, self.stuffed = parts, holes, stuffed
+        # a quoted-printable value opens a line and may start with "." (header values and base64 never)
+        self.qp_holes = [index for index, hole in holes if isinstance(hole, tuple) and hole[0] not in _HEADER_HOLES]
 
 
 class MessageTemplate:
@@ -65,7 +76,7 @@ class MessageTemplate:
         self.encodings = encodings  # (text part, HTML part)
         self._signer = signer
         self._conditions = sorted(conditional_keys(text) | conditional_keys(html_body))
-        self._variants: dict[frozenset[str], tuple[list[bytes], list[tuple[int, _Hole | Base64Body]]]] = {}
+        self._variants: dict[frozenset[str], _Flat] = {}
 
     @classmethod
     def build(
@@ -126,6 +137,26 @@ class MessageTemplate:
 
     def personalize(self, recipient: Recipient) -> bytes:
         """The complete RFC 5322 message (CRLF) for one recipient. ValueError for unusable input."""
+        return self._fill(recipient)[0]
+
+    def personalize_for_smtp(self, recipient: Recipient) -> tuple[bytes, bytes]:
+        """The message and its SMTP DATA content (dot-stuffed, end marker included), built together:
+        the fixed parts were stuffed once, only the values are checked here."""
+        message, flat, filled = self._fill(recipient)
+        wire = flat.stuffed.copy()
+        for index, _hole in flat.holes:
+            wire[index] = filled[index]
+        for index in flat.qp_holes:
+            wire[index] = stuff(filled[index], at_line_start=True)
+        body = b"".join(wire)
+        if self._signer is None:
+            return message, body
+        if not getattr(self._signer, "prepends", False):  # a signer that may rewrite: the slow way
+            return message, stuff_message(message)
+        head = message[: len(message) - sum(map(len, filled))]  # the signature header(s)
+        return message, stuff(head, at_line_start=True) + body
+
+    def _fill(self, recipient: Recipient) -> tuple[bytes, _Flat, list[bytes]]:
         address = check_address(recipient.email)
         name = clean(recipient.name)
         if not _MESSAGE_ID.fullmatch(recipient.message_id):
@@ -134,8 +165,9 @@ class MessageTemplate:
         values = slot_values(unsubscribe_url=unsubscribe,
                              preferences_url=check_url(recipient.preferences_url, "preferences_url"),
                              name=name, email=address)
-        parts, holes = self._variant(frozenset(key for key in self._conditions if values.get(key)))
-        filled = parts.copy()
+        flat = self._variant(frozenset(key for key in self._conditions if values.get(key)))
+        holes = flat.holes
+        filled = flat.parts.copy()
         encoded: dict[_Hole, bytes] = {}
         for index, hole in holes:
             if isinstance(hole, Base64Body):
@@ -164,11 +196,11 @@ class MessageTemplate:
                 encoded[hole] = piece
             filled[index] = piece
         message = b"".join(filled)
-        return self._signer(message) if self._signer else message
+        return (self._signer(message) if self._signer else message), flat, filled
 
     # --- inside -------------------------------------------------------------------------------
 
-    def _variant(self, present: frozenset[str]) -> tuple[list[bytes], list[tuple[int, _Hole | Base64Body]]]:
+    def _variant(self, present: frozenset[str]) -> _Flat:
         """The flattened message for one combination of conditional blocks (built once, cached)."""
         cached = self._variants.get(present)
         if cached is not None:
@@ -181,14 +213,24 @@ class MessageTemplate:
         pieces.append(self._tail)
         parts: list[bytes] = []
         holes: list[tuple[int, _Hole | Base64Body]] = []
+        opens_line: list[bool] = []
+        line_ends = True  # the first part opens the message's first line
         for piece in _merge_static(pieces):
+            opens_line.append(line_ends)
             if isinstance(piece, bytes):
                 parts.append(piece)
+                line_ends = piece.endswith(b"\n")
             else:
                 holes.append((len(parts), piece))
                 parts.append(b"")
-        self._variants[present] = (parts, holes)
-        return parts, holes
+                # a quoted-printable value ends at column 0 (soft break); base64 and header values do not
+                line_ends = isinstance(piece, tuple) and piece[0] not in _HEADER_HOLES
+        stuffed = stuff_parts(parts, opens_line)
+        stuffed.append(b"" if parts and parts[-1].endswith(b"\r\n") else b"\r\n")
+        stuffed.append(END)
+        flat = _Flat(parts, holes, stuffed)
+        self._variants[present] = flat
+        return flat
 
 
 def _typical(body: str) -> str:

@@ -51,6 +51,9 @@ class PostWriter:
     def skipped(self, delivery_id: int, reason: str) -> None:
         self._update(delivery_id, {"status": DeliveryStatus.SKIPPED.value, "last_error": reason[:2000]})
 
+    def flush(self) -> None:
+        """Nothing waits: every outcome was committed when it was written."""
+
     def _update(self, post_id: int, values: dict[str, Any]) -> None:
         self._connection.execute(
             update(channel_posts)
@@ -113,7 +116,8 @@ class ChannelPostLedger:
         return found
 
     @contextmanager
-    def writer(self) -> Iterator[PostWriter]:
+    def writer(self, *, group: int = 1) -> Iterator[PostWriter]:
+        """Posts are few and each is committed at once: `group` is accepted and not needed."""
         with self._engine.connect() as connection:
             yield PostWriter(connection)
 

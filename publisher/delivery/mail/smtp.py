@@ -3,7 +3,8 @@
 smtplib opens the connection (TLS, EHLO, AUTH) and reads replies; the transaction itself (MAIL,
 RCPT, DATA) is written here rather than through ``sendmail``, because sendmail throws away the reply
 to DATA (it carries the server's queue id), hides at which step a refusal came, and cannot pipeline.
-The message bytes are sent as given: only dot-stuffing, which SMTP requires, is applied.
+The message bytes are sent as given: only dot-stuffing, which SMTP requires, is applied (or taken
+ready-made from ``OutgoingMessage.wire``, which the composer builds from parts stuffed once).
 
 Connection policy: opened lazily on the first message, kept across messages and batches until
 ``close()``. If the server drops it (or answers 421, "closing"), the transport reconnects once and
@@ -166,7 +167,7 @@ class SmtpTransport(MailTransport):
                 connection.send(f"{line}\r\n".encode(encoding))
                 code, reply = connection.getreply()
                 _expect(step, code, reply, wanted)
-        connection.send(_dot_stuffed(message.data))
+        connection.send(message.wire if message.wire is not None else _dot_stuffed(message.data))
         code, reply = connection.getreply()
         _expect("end of DATA", code, reply, (250,))
         match = _QUEUE_ID.search(_text(reply))
