@@ -123,15 +123,19 @@ def test_ledger_enqueues_once_and_streams_in_batches(store: Store) -> None:
     first = store.deliveries.due(digest.id, after_id=0, limit=3)
     second = store.deliveries.due(digest.id, after_id=first[-1].id, limit=3)
     assert len(first) == 3 and len(second) == 3 and first[-1].id < second[0].id
-    store.deliveries.mark_sent(first[0].id, "queue-1")
-    store.deliveries.mark_failed(first[1].id, "550 no such user")
-    store.deliveries.retry_later(first[2].id, "451 try later", datetime.now(UTC) + timedelta(hours=1))
+    with store.deliveries.writer(group=10) as writer:  # the engine's one write path, grouped
+        writer.sent(first[0].id, "queue-1")
+        writer.failed(first[1].id, "550 no such user")
+        writer.retry_at(first[2].id, "451 try later", datetime.now(UTC) + timedelta(hours=1))
+        assert writer.unflushed == 3
+        writer.flush()
     counts = store.deliveries.counts(digest.id)
     assert counts == {"pending": 5, "sent": 1, "failed": 1, "skipped": 0}
     # the deferred one is not due yet; sent and failed are never due again
     due_ids = {d.id for d in store.deliveries.due(digest.id, after_id=0, limit=100)}
     assert first[0].id not in due_ids and first[1].id not in due_ids and first[2].id not in due_ids
-    store.deliveries.mark_sent(first[0].id, "again")  # a sent row is final: no second transition
+    with store.deliveries.writer() as writer:
+        writer.sent(first[0].id, "again")  # a sent row is final: no second transition
     assert store.deliveries.counts(digest.id)[DeliveryStatus.SENT.value] == 1
 
 

@@ -415,10 +415,6 @@ class Config(Settings):
             return prefix + str(self.path(url[len(prefix) :]))
         return url
 
-    @property
-    def schedule_zone(self) -> str:
-        return self.schedule.timezone or self.site.timezone
-
 
 def _cron_or_raise(line: str) -> CronSpec:
     try:

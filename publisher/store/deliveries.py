@@ -229,47 +229,6 @@ class DeliveryLedger:
                 raise
             writer.flush()
 
-    def mark_sent(self, delivery_id: int, provider_message_id: str | None, *, now: datetime | None = None) -> None:
-        now = now or datetime.now(UTC)
-        self._update(
-            delivery_id,
-            status=DeliveryStatus.SENT.value,
-            provider_message_id=provider_message_id,
-            sent_at=now,
-            updated_at=now,
-            attempts=deliveries.c.attempts + 1,
-            last_error=None,
-        )
-
-    def retry_later(self, delivery_id: int, error: str, next_attempt_at: datetime) -> None:
-        self._update(
-            delivery_id,
-            attempts=deliveries.c.attempts + 1,
-            last_error=error,
-            next_attempt_at=next_attempt_at,
-            updated_at=datetime.now(UTC),
-        )
-
-    def mark_failed(self, delivery_id: int, error: str) -> None:
-        self._update(
-            delivery_id,
-            status=DeliveryStatus.FAILED.value,
-            attempts=deliveries.c.attempts + 1,
-            last_error=error,
-            updated_at=datetime.now(UTC),
-        )
-
-    def mark_skipped(self, delivery_id: int, reason: str) -> None:
-        self._update(delivery_id, status=DeliveryStatus.SKIPPED.value, last_error=reason, updated_at=datetime.now(UTC))
-
-    def _update(self, delivery_id: int, **values: Any) -> None:
-        with self._engine.begin() as connection:
-            connection.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.PENDING.value)
-                .values(**values)
-            )
-
     def counts(self, digest_id: int) -> dict[str, int]:
         query = (
             select(deliveries.c.status, func.count())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -34,14 +33,6 @@ def _to_subscriber(row: Row[Any]) -> Subscriber:
         sections=tuple(s for s in (m["sections"] or "").split(",") if s),
         paused=bool(m["paused"]),
     )
-
-
-@dataclass
-class ImportCounts:
-    added: int = 0
-    updated: int = 0
-    kept: int = 0  # existing sticky status left alone
-    suppressed: int = 0  # address asked to be forgotten: not re-added
 
 
 class ImportRow(NamedTuple):
