@@ -8,10 +8,8 @@ under CI=true their absence is a failure.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -30,37 +28,19 @@ from publisher.store import Store
 from publisher.tokens import TokenSigner
 from publisher.web import create_app
 from publisher.web.server import WebServer
-from tests.conftest import require, write_config
+from tests.conftest import write_config
+from tests.support.chromium import start_chromium
 from tests.support.smtp import RecordingSmtpServer
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 # where the subscribe-page screenshots go when a person wants to look at them
 SCREENSHOTS = os.environ.get("PUBLISHER_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    require(CHROMIUM is not None and CHROMEDRIVER is not None, "chromium and chromedriver are not installed")
-    require(importlib.util.find_spec("selenium") is not None, "selenium is not installed (pip install selenium)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--window-size=420,900",
-        # loopback only: every host name but 127.0.0.1 fails to resolve, so no DNS query leaves the machine
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--disable-domain-reliability",
-        "--no-pings", "--dns-prefetch-disable",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(15)
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"), "--window-size=420,900", page_load_timeout=15)
     try:
         yield driver
     finally:

@@ -4,8 +4,6 @@ of at least 4.5:1, in light and in dark mode, in both languages."""
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +12,11 @@ import pytest
 
 from publisher.render.slots import fill_slots
 from publisher.render.templates import make_environment
-from tests.conftest import require
+from tests.support.chromium import start_chromium
 from tests.support.digests import render
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 VALUES = {"UNSUBSCRIBE": "https://news.example.org/u/t", "PREFERENCES": "https://news.example.org/p/t",
           "NAME": "Sam", "EMAIL": "sam@example.com"}
 
@@ -61,21 +57,7 @@ return worst.slice(0, 5);
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    require(CHROMIUM is not None and CHROMEDRIVER is not None, "chromium and chromedriver are not installed")
-    require(importlib.util.find_spec("selenium") is not None, "selenium is not installed (pip install selenium)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--hide-scrollbars", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(30)
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"), "--hide-scrollbars")
     try:
         yield driver
     finally:
