@@ -370,3 +370,20 @@ def test_an_answer_with_more_entries_than_messages_gives_each_its_own(server: Po
         (True, answer["reader1@example.org"]),
         (True, answer["reader2@example.org"]),
     ]
+
+
+def test_an_answer_out_of_request_order_is_matched_by_recipient(
+    server: PostmarkServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # as many entries as messages, but swapped: position alone would give each reader the other's id
+    server.reshape_next(lambda entries: [entries[1], entries[0]])
+    batch = [sample_message(n, f"reader{n}@example.org") for n in (1, 2)]
+    with caplog.at_level("WARNING"), transport_for(server) as transport:
+        results = transport.send(batch).results
+    answer = {entry["To"]: entry["MessageID"] for entry in server.received[0].answer}
+    assert answer["reader1@example.org"] != answer["reader2@example.org"]
+    assert [(r.delivery_id, r.ok, r.provider_message_id) for r in results] == [
+        (1, True, answer["reader1@example.org"]),
+        (2, True, answer["reader2@example.org"]),
+    ]
+    assert "not in request order" in caplog.text

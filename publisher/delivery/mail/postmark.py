@@ -142,10 +142,16 @@ class PostmarkTransport(MailTransport):
     ) -> dict[int, SendResult]:
         if answer.ok and isinstance(answer.body, list):
             entries = answer.body
+            messages = [message for _, message in chunk]
             if len(entries) != len(chunk):
                 log.warning("Postmark answered %d entries for %d messages; matching them by recipient",
                             len(entries), len(chunk))
-                entries = _match_by_recipient(entries, [message for _, message in chunk])
+                entries = _match_by_recipient(entries, messages)
+            elif not _in_request_order(entries, messages):
+                # documented as request order; an entry naming another recipient says otherwise, and a
+                # MessageID given to the wrong reader would tie their bounces to someone else
+                log.warning("Postmark's answer is not in request order; matching its entries by recipient")
+                entries = _match_by_recipient(entries, messages)
             codes = {entry.get("ErrorCode") if isinstance(entry, dict) else None for entry in entries}
             if nothing_accepted_yet and len(codes) == 1 and (code := next(iter(codes))) in ACCOUNT_CODES:
                 raise TransportUnavailable(f"Postmark refused every message: error {code}, {ACCOUNT_CODES[code]} "
@@ -187,12 +193,26 @@ def _entry_result(message: OutgoingMessage, entry: Any) -> SendResult:
     return refused(message, f"Postmark error {code}: {text}", temporary=code in TEMPORARY_CODES or code in ACCOUNT_CODES)
 
 
+def _recipient(entry: Any) -> str | None:
+    """The address an answer entry names in its To, lower-cased (None: it names none)."""
+    if not isinstance(entry, dict) or not entry.get("To"):
+        return None
+    return parseaddr(str(entry["To"]))[1].lower()
+
+
+def _in_request_order(entries: list[Any], messages: list[OutgoingMessage]) -> bool:
+    """Every entry that names its recipient names the message at its own position."""
+    return all(
+        (address := _recipient(entry)) is None or address == message.recipient.lower()
+        for entry, message in zip(entries, messages, strict=True)
+    )
+
+
 def _match_by_recipient(entries: list[Any], messages: list[OutgoingMessage]) -> list[Any]:
     """Postmark's entries re-ordered to our messages by their To address; None where none matches."""
     by_address: dict[str, list[Any]] = {}
     for entry in entries:
-        if isinstance(entry, dict):
-            address = parseaddr(str(entry.get("To", "")))[1].lower()
+        if (address := _recipient(entry)) is not None:
             by_address.setdefault(address, []).append(entry)
     matched: list[Any] = []
     for message in messages:
