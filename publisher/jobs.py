@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from publisher.config import Config
 from publisher.live_config import LiveConfig
 from publisher.pipeline import EditionOutcome, ProgressFactory, collect, publish_feeds, run_digests
-from publisher.pipeline.channels import run_channels
+from publisher.pipeline.channels import run_channel, run_channels
 from publisher.pipeline.send import holder_is_dead
 from publisher.scheduler import (
     DueSlot,
@@ -29,6 +29,7 @@ from publisher.scheduler import (
     planned_jobs,
 )
 from publisher.store import DigestStatus, Store
+from publisher.store.channel_posts import posts_due
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class ServiceJobs:
         self._checked: dict[str, datetime] = {}  # digest job id -> slots up to here were looked at
         self._started = False
         self._failed_resumes: dict[int, tuple[int, datetime]] = {}  # digest id -> (failures, retry at)
+        self._failed_posts: dict[tuple[int, str], tuple[int, datetime]] = {}  # (digest id, channel) -> the same
 
     @property
     def running(self) -> int:
@@ -227,6 +229,7 @@ class ServiceJobs:
                 self._failed_resumes[record.id] = (failures + 1, datetime.now(UTC) + delay)
             else:
                 self._failed_resumes.pop(record.id, None)
+        self._resume_posts(config, real_now)
         for run in self.store.jobs.recent(50):
             edition = run.job.removeprefix("digest:")
             if run.job == edition or edition not in editions or run.status not in ("running", "interrupted", "failed"):
@@ -244,6 +247,37 @@ class ServiceJobs:
                 log.warning("resume: slot %s of digest %s was left by %s; running it", run.slot, edition, run.owner)
                 status, reason = summarize(self._run_digests(config, day, edition), decision.reason)
                 self.store.jobs.finish(run.job, run.slot, status, reason)
+
+
+    def _resume_posts(self, config: Config, now: datetime) -> None:
+        """Channel posts deferred after their digest went out (a long 429, an outage) are posted once
+        their time comes, without a manual run; a post past the retry deadline is failed by the engine."""
+        channels = {settings.label: index for index, settings in enumerate(config.channels)}
+        for digest_id, label in posts_due(self.store.engine, now=now):
+            index = channels.get(label)
+            record = self.store.digests.get(digest_id)
+            if index is None or record is None or record.status != DigestStatus.DONE or self.stop.is_set():
+                continue  # a channel no longer configured, or a digest the loop above completes first
+            with self._lock:
+                if record.edition in self._busy:
+                    continue
+            failures, retry_at = self._failed_posts.get((digest_id, label), (0, now))
+            if retry_at > now:
+                continue
+            log.info("resume: channel %s has posts of digest %s %s due; posting them", label, record.edition,
+                     record.day)
+            try:
+                outcome = run_channel(config, self.store, index, record.day, stop=self.stop)
+            except Exception:  # one channel's failure must not stop the upkeep of the rest
+                log.exception("resume: channel %s of digest %s failed", label, digest_id)
+                outcome = None
+            for line in outcome.lines() if outcome else []:
+                log.info("%s", line)
+            if outcome is None or outcome.error or (outcome.send and outcome.send.error):
+                delay = min(RESUME_BACKOFF * 2**failures, RESUME_BACKOFF_MAX)
+                self._failed_posts[(digest_id, label)] = (failures + 1, datetime.now(UTC) + delay)
+            else:
+                self._failed_posts.pop((digest_id, label), None)
 
 
 def summarize(outcomes: list[EditionOutcome], late: str | None) -> tuple[str, str | None]:

@@ -24,7 +24,7 @@ from publisher.config import Config, load_config
 from publisher.errors import ConfigError
 from publisher.models import Article
 from publisher.pipeline import RunSummary, run_day
-from publisher.store import Store
+from publisher.store import DigestStatus, Store
 from publisher.store.schema import channel_posts
 from tests.conftest import write_config
 from tests.support.provider_servers.telegram import BOT_TOKEN, TelegramServer, parse_html
@@ -407,3 +407,33 @@ def test_the_service_posts_a_scheduled_digest_to_its_channel(tmp_path: Path, mon
         assert server.violations == []
         assert [parse_html(t).count("Story ") for t in server.texts()] == [3]
         store.close()
+
+
+def test_the_service_posts_deferred_posts_when_their_time_comes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                server: TelegramServer) -> None:
+    """A digest already sent by email, its channel posts held back by a long 429: `serve`'s upkeep
+    posts them once the wait is over, without a manual run, and not a moment before."""
+    import threading
+
+    from publisher.jobs import ServiceJobs
+    from publisher.live_config import LiveConfig
+
+    config, store = world(tmp_path, monkeypatch, server, mode="articles")
+    server.fail_next(429, retry_after=600)
+    [channel] = run_day(config, store, DAY).channels
+    assert channel.send is not None and channel.send.deferred == channel.posts and server.posts == []
+    digest = store.digests.find("ar", DAY)
+    assert digest is not None and digest.status == DigestStatus.DONE  # the email side is finished
+    jobs = ServiceJobs(LiveConfig(tmp_path / "config.yaml"), store, threading.Event())
+    jobs.maintain()  # the wait is not over: nothing is tried again
+    assert server.posts == [] and len(server.received) == 1
+    with store.engine.begin() as connection:  # the wait is over
+        connection.execute(update(channel_posts).values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1)))
+    jobs.maintain()
+    titles = [a.title for a in store.articles.in_digest(digest.id)]
+    assert [parse_html(t).split("\n")[0] for t in server.texts()] == titles
+    assert {status for _, status in posted_parts(store)} == {"sent"}
+    received = len(server.received)
+    jobs.maintain()  # nothing left: nothing posted twice
+    assert len(server.received) == received
+    store.close()

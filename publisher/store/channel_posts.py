@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -153,3 +153,21 @@ class ChannelPostLedger:
                         channel_posts.c.last_error).where(self._mine(digest_id)).order_by(channel_posts.c.part))
         with self._engine.connect() as connection:
             return [(r.part, r.status, r.provider_message_id, r.last_error) for r in connection.execute(query)]
+
+
+def posts_due(engine: Engine, *, now: datetime | None = None) -> list[tuple[int, str]]:
+    """(digest id, channel) of every channel whose next post in order may go now: its first pending
+    post comes before the first one still waiting for its retry (or none waits). Posts behind a
+    waiting one are not due, so a channel held back by a 429 is not run again before its time."""
+    now = now or datetime.now(UTC)
+    waiting = case((channel_posts.c.next_attempt_at > now, channel_posts.c.id))
+    first_waiting = func.min(waiting)
+    query = (
+        select(channel_posts.c.digest_id, channel_posts.c.channel)
+        .where(channel_posts.c.status == PENDING)
+        .group_by(channel_posts.c.digest_id, channel_posts.c.channel)
+        .having(or_(first_waiting.is_(None), func.min(channel_posts.c.id) < first_waiting))
+        .order_by(channel_posts.c.digest_id)
+    )
+    with engine.connect() as connection:
+        return [(int(r.digest_id), str(r.channel)) for r in connection.execute(query)]
