@@ -140,7 +140,8 @@ def server() -> Iterator[TelegramServer]:
 
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: TelegramServer, **kwargs: Any) -> tuple[Config, Store]:
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", kwargs.pop("token", BOT_TOKEN))
-    config = load_config(write_config(tmp_path, store_url=f"sqlite:///{tmp_path / 'store.db'}",
+    store_url = kwargs.pop("store_url", None) or f"sqlite:///{tmp_path / 'store.db'}"
+    config = load_config(write_config(tmp_path, store_url=store_url,
                                       extra=channel_yaml(server.url, **kwargs)))
     store = Store.open(config.store_url)
     store.subscribers.upsert("ar0@example.org", name="قارئ", language="ar")
@@ -157,8 +158,8 @@ def lines(summary: RunSummary) -> str:
 
 
 def test_the_digest_is_posted_once_as_subscribers_got_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         server: TelegramServer) -> None:
-    config, store = world(tmp_path, monkeypatch, server)
+                                                         server: TelegramServer, store_url: str) -> None:
+    config, store = world(tmp_path, monkeypatch, server, store_url=store_url)
     summary = run_day(config, store, DAY)
     [channel] = summary.channels
     assert channel.send is not None and channel.send.sent == channel.posts >= 2, lines(summary)
@@ -221,8 +222,8 @@ def test_a_short_429_is_waited_out_in_place(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_a_long_429_defers_in_order_and_a_later_run_posts_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                   server: TelegramServer) -> None:
-    config, store = world(tmp_path, monkeypatch, server, mode="articles")
+                                                                   server: TelegramServer, store_url: str) -> None:
+    config, store = world(tmp_path, monkeypatch, server, mode="articles", store_url=store_url)
     server.fail_next(429, retry_after=600)
     started = datetime.now(UTC)
     summary = run_day(config, store, DAY)
@@ -410,7 +411,7 @@ def test_the_service_posts_a_scheduled_digest_to_its_channel(tmp_path: Path, mon
 
 
 def test_the_service_posts_deferred_posts_when_their_time_comes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                server: TelegramServer) -> None:
+                                                                server: TelegramServer, store_url: str) -> None:
     """A digest already sent by email, its channel posts held back by a long 429: `serve`'s upkeep
     posts them once the wait is over, without a manual run, and not a moment before."""
     import threading
@@ -418,7 +419,7 @@ def test_the_service_posts_deferred_posts_when_their_time_comes(tmp_path: Path, 
     from publisher.jobs import ServiceJobs
     from publisher.live_config import LiveConfig
 
-    config, store = world(tmp_path, monkeypatch, server, mode="articles")
+    config, store = world(tmp_path, monkeypatch, server, mode="articles", store_url=store_url)
     server.fail_next(429, retry_after=600)
     [channel] = run_day(config, store, DAY).channels
     assert channel.send is not None and channel.send.deferred == channel.posts and server.posts == []
