@@ -10,14 +10,7 @@ from email.utils import parseaddr
 
 from publisher.config import Config
 from publisher.dkim_keys import public_record
-
-# What each transport sends through, for the SPF include (the provider's documented mechanism).
-_SPF_INCLUDE = {
-    "sendgrid": "include:sendgrid.net",
-    "mailgun": "include:mailgun.org",
-    "postmark": "include:spf.mtasv.net",
-    "ses": "include:amazonses.com",
-}
+from publisher.providers.registry import provider_kinds
 
 
 @dataclass(frozen=True)
@@ -44,8 +37,9 @@ def from_domains(config: Config) -> list[str]:
 
 def spf_mechanism(config: Config) -> tuple[str, str]:
     transport = config.mail.transport
-    if transport.kind in _SPF_INCLUDE:
-        return _SPF_INCLUDE[transport.kind], f"mail leaves through {transport.kind}"
+    provider = provider_kinds().get(transport.kind)
+    if provider is not None and provider.spf_include:
+        return provider.spf_include, f"mail leaves through {transport.kind}"
     if transport.kind == "smtp":
         host = getattr(transport, "host", "")
         return (

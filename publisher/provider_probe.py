@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -18,6 +17,7 @@ from publisher.config import (
 from publisher.delivery.mail.mailgun import API_BY_REGION
 from publisher.delivery.mail.postmark import API_URL as POSTMARK_API
 from publisher.delivery.mail.sendgrid import API_URL as SENDGRID_API
+from publisher.providers.registry import provider_kind
 
 Lines = list[str]
 
@@ -48,7 +48,7 @@ def _get(url: str, timeout: float, what: str, **kwargs: Any) -> Any:
         ) from exc
 
 
-def _sendgrid(settings: SendGridSettings) -> Lines:
+def probe_sendgrid(settings: SendGridSettings) -> Lines:
     base = (settings.base_url or SENDGRID_API).rstrip("/")
     data = _get(
         f"{base}/v3/scopes",
@@ -64,7 +64,7 @@ def _sendgrid(settings: SendGridSettings) -> Lines:
     return [f"SendGrid {base}: API key accepted, {len(scopes)} scope(s) including mail.send"]
 
 
-def _mailgun(settings: MailgunSettings) -> Lines:
+def probe_mailgun(settings: MailgunSettings) -> Lines:
     base = (settings.base_url or API_BY_REGION[settings.region]).rstrip("/")
     url = f"{base}/v3/domains/{settings.domain}"
     try:
@@ -82,7 +82,7 @@ def _mailgun(settings: MailgunSettings) -> Lines:
     return lines
 
 
-def _postmark(settings: PostmarkSettings) -> Lines:
+def probe_postmark(settings: PostmarkSettings) -> Lines:
     base = (settings.base_url or POSTMARK_API).rstrip("/")
     headers = {"X-Postmark-Server-Token": settings.server_token, "Accept": "application/json"}
     server = _get(f"{base}/server", settings.timeout, "server token", headers=headers)
@@ -106,7 +106,7 @@ def _postmark(settings: PostmarkSettings) -> Lines:
     return lines
 
 
-def _ses(settings: SesSettings) -> Lines:
+def probe_ses(settings: SesSettings) -> Lines:
     import botocore.session
     from botocore.config import Config as BotocoreConfig
     from botocore.exceptions import BotoCoreError, ClientError
@@ -138,11 +138,9 @@ def _ses(settings: SesSettings) -> Lines:
     return lines
 
 
-PROBES: dict[str, Callable[[Any], Lines]] = {
-    "sendgrid": _sendgrid, "mailgun": _mailgun, "postmark": _postmark, "ses": _ses,
-}  # fmt: skip
-
-
 def probe_provider(settings: TransportSettings) -> Lines:
     """Lines describing the account; ProbeFailed with the remedy. Nothing is sent."""
-    return PROBES[settings.kind](settings)
+    kind = provider_kind(settings.kind)
+    if kind.probe is None:
+        return [f"{kind.name}: this provider offers no read-only check; nothing was asked"]
+    return kind.probe(settings)

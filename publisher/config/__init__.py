@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from publisher.config.base import Credit, Settings, SourceSettingsBase
+from publisher.config.base import Credit, ProviderSettings, Settings, SourceSettingsBase
 
 if TYPE_CHECKING:  # imported on first use at run time: source modules import config.base (no cycle)
     from publisher.config.loader import load_config, parse_config
@@ -14,16 +14,11 @@ if TYPE_CHECKING:  # imported on first use at run time: source modules import co
         Config,
         EditionSettings,
         FeedSettings,
-        MailgunSettings,
         MailSettings,
         OutboxSettings,
-        PostmarkSettings,
-        ProviderSettings,
         RetrySettings,
         ScheduleSettings,
         SelectionSettings,
-        SendGridSettings,
-        SesSettings,
         SiteSettings,
         SmtpSettings,
         SourceSettings,
@@ -31,6 +26,10 @@ if TYPE_CHECKING:  # imported on first use at run time: source modules import co
         TransportSettings,
         WebSettings,
     )
+    from publisher.providers.mailgun import MailgunSettings
+    from publisher.providers.postmark import PostmarkSettings
+    from publisher.providers.sendgrid import SendGridSettings
+    from publisher.providers.ses import SesSettings
     from publisher.sources.feeds import FeedSourceSettings
     from publisher.sources.files import FilesSourceSettings
     from publisher.sources.pages import PageSourceSettings
@@ -39,6 +38,10 @@ if TYPE_CHECKING:  # imported on first use at run time: source modules import co
 _HOMES = {
     "load_config": "publisher.config.loader",
     "parse_config": "publisher.config.loader",
+    "MailgunSettings": "publisher.providers.mailgun",
+    "PostmarkSettings": "publisher.providers.postmark",
+    "SendGridSettings": "publisher.providers.sendgrid",
+    "SesSettings": "publisher.providers.ses",
     "FeedSourceSettings": "publisher.sources.feeds",
     "FilesSourceSettings": "publisher.sources.files",
     "PageSourceSettings": "publisher.sources.pages",

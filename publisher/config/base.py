@@ -29,3 +29,13 @@ class SourceSettingsBase(Settings):
     credit: Credit = Field(
         default=None, description="the source's name for readers: a text, or one per language {ar: ..., en: ...}"
     )
+
+
+class ProviderSettings(Settings):
+    """What every HTTP mail provider's settings have. A provider's own model (declared beside its
+    KIND in publisher.providers) narrows `kind` to its Literal name."""
+
+    kind: str
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    base_url: str | None = Field(default=None, description="API address; set only for a region or a test server")
+    max_retry_after: float = Field(default=60.0, ge=0, description="longest 429 Retry-After waited in place")

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from publisher.config.schema import Config
 from publisher.errors import ConfigError
+from publisher.providers.registry import provider_names
 from publisher.sources.registry import kind_names, source_kinds
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -118,12 +119,12 @@ def _model_for(annotation: Any, value: Any) -> Any:
     return annotation
 
 
-_MAIL_KINDS = ("outbox", "smtp", "sendgrid", "mailgun", "postmark", "ses")
+_MAIL_KINDS = ("outbox", "smtp")  # the built-in transports; the providers come from their registry
 
 
 def _tags() -> set[str]:
     """Discriminator tags ("feed", "smtp") that pydantic puts in an error's loc."""
-    return {*kind_names(), *_MAIL_KINDS}
+    return {*kind_names(), *_MAIL_KINDS, *provider_names()}
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from publisher.config.base import Settings, SourceSettingsBase
+from publisher.config.base import ProviderSettings, Settings, SourceSettingsBase
 from publisher.config.channels import ChannelSettings
 from publisher.crontab import CronSpec, CrontabError, parse_crontab
+from publisher.providers.registry import transport_settings_union
 from publisher.render.feeds.formats import DEFAULT_FORMATS, FeedFormat
 from publisher.render.feeds.formats import FORMATS as FEED_FORMATS
 from publisher.sources.registry import source_settings_union
@@ -167,49 +168,11 @@ class SmtpSettings(Settings):
         return self
 
 
-class ProviderSettings(Settings):
-    """What every HTTP mail provider adapter shares."""
-
-    timeout: float = Field(default=30.0, gt=0, le=600)
-    base_url: str | None = Field(default=None, description="API address; set only for a region or a test server")
-    max_retry_after: float = Field(default=60.0, ge=0, description="longest 429 Retry-After waited in place")
-
-
-class SendGridSettings(ProviderSettings):
-    kind: Literal["sendgrid"]
-    api_key: Annotated[str, Field(min_length=1, repr=False)]
-    webhook_public_key: str | None = Field(default=None, description="Event Webhook verification key (base64)")
-
-
-class MailgunSettings(ProviderSettings):
-    kind: Literal["mailgun"]
-    api_key: Annotated[str, Field(min_length=1, repr=False)]
-    domain: Annotated[str, Field(min_length=1)]
-    region: Literal["us", "eu"] = "us"
-    webhook_signing_key: str | None = Field(default=None, repr=False)
-
-
-class PostmarkSettings(ProviderSettings):
-    kind: Literal["postmark"]
-    server_token: Annotated[str, Field(min_length=1, repr=False)]
-    message_stream: str = Field(default="broadcast", description="newsletters belong on a broadcast stream")
-    webhook_username: str | None = None
-    webhook_password: str | None = Field(default=None, repr=False)
-
-
-class SesSettings(ProviderSettings):
-    kind: Literal["ses"]
-    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
-    access_key_id: Annotated[str, Field(min_length=1)]
-    secret_access_key: Annotated[str, Field(min_length=1, repr=False)]
-    configuration_set: str | None = None
-    sns_topic_arn: str | None = Field(default=None, description="only notifications from this topic are accepted")
-
-
-TransportSettings = Annotated[
-    OutboxSettings | SmtpSettings | SendGridSettings | MailgunSettings | PostmarkSettings | SesSettings,
-    Field(discriminator="kind"),
-]
+# mail.transport: the built-in transports, then every mail provider (see publisher.providers.registry).
+if TYPE_CHECKING:
+    TransportSettings = OutboxSettings | SmtpSettings | ProviderSettings
+else:
+    TransportSettings = transport_settings_union(OutboxSettings, SmtpSettings)
 
 
 class RetrySettings(Settings):

@@ -9,7 +9,6 @@ uses it through the ``MailTransport`` contract (see base.py), e.g.::
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from publisher.config import OutboxSettings, SmtpSettings, TransportSettings
@@ -17,6 +16,7 @@ from publisher.delivery.mail.base import MailTransport
 from publisher.delivery.mail.memory import InMemoryTransport, SimulatedCrash
 from publisher.delivery.mail.outbox import OutboxTransport
 from publisher.delivery.mail.smtp import SmtpTransport
+from publisher.providers.registry import provider_kind
 
 __all__ = [
     "InMemoryTransport",
@@ -28,23 +28,12 @@ __all__ = [
 ]
 
 
-# HTTP providers, imported only when config.yaml asks for one: module and class per `kind`.
-_PROVIDERS = {
-    "sendgrid": ("publisher.delivery.mail.sendgrid", "SendGridTransport"),
-    "mailgun": ("publisher.delivery.mail.mailgun", "MailgunTransport"),
-    "postmark": ("publisher.delivery.mail.postmark", "PostmarkTransport"),
-    "ses": ("publisher.delivery.mail.ses", "SesTransport"),
-}
-
-
 def build_transport(settings: TransportSettings, *, base_dir: Path) -> MailTransport:
-    """The transport config.yaml asks for; the outbox path is taken relative to base_dir."""
+    """The transport config.yaml asks for; the outbox path is taken relative to base_dir. A mail
+    provider's is built by its declaration in publisher.providers (imported only when asked for)."""
     if isinstance(settings, SmtpSettings):
         return SmtpTransport(settings)
     if isinstance(settings, OutboxSettings):
         path = Path(settings.path).expanduser()
         return OutboxTransport(path if path.is_absolute() else base_dir / path)
-    module_name, class_name = _PROVIDERS[settings.kind]
-    transport_class = getattr(importlib.import_module(module_name), class_name)
-    transport: MailTransport = transport_class(settings)
-    return transport
+    return provider_kind(settings.kind).transport(settings)

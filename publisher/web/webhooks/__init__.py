@@ -1,7 +1,7 @@
 """Provider event webhooks: bounces, complaints and unsubscribes reported by the mail provider.
 
-Each provider module exposes `routes(web: WebContext) -> list[Route]`; this package collects the ones
-that exist. Every handler verifies the provider's signature before believing anything, refuses a
+Each provider module exposes `routes(web: WebContext) -> list[Route]`, which its declaration in
+publisher.providers names; `routes` below collects every registered provider's. Every handler verifies the provider's signature before believing anything, refuses a
 request outside its provider's timestamp window, claims the event's replay id in the store (so a
 captured request is refused even after a restart), checks that an event naming one of our deliveries
 names its real recipient, and applies the event through `apply_event`, so every provider changes
@@ -10,7 +10,6 @@ subscribers the same way.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import re
@@ -26,6 +25,7 @@ from publisher.config import SiteSettings
 from publisher.models import SubscriberStatus
 from publisher.names import clean_name
 from publisher.pipeline.send import LinkMaker
+from publisher.providers.registry import provider_kinds
 from publisher.store import Store
 from publisher.store.provider_events import DeliveryRecipients, ReplayIds
 from publisher.subscriber_status import apply_status
@@ -33,7 +33,6 @@ from publisher.web.context import WebContext
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = ("sendgrid", "mailgun", "postmark", "ses")
 MAX_ADDRESS = 320
 MAX_DETAIL = 400
 _CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f]")
@@ -188,13 +187,9 @@ def apply_event(store: Store, event: MailEvent) -> bool:
 
 
 def routes(web: WebContext) -> list[BaseRoute]:
+    """Every registered provider's webhook routes (publisher.providers.registry)."""
     found: list[BaseRoute] = []
-    for provider in PROVIDERS:
-        try:
-            module = importlib.import_module(f"publisher.web.webhooks.{provider}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"publisher.web.webhooks.{provider}":
-                raise
-            continue
-        found.extend(module.routes(web))
+    for kind in provider_kinds().values():
+        if kind.webhook is not None:
+            found.extend(kind.webhook(web))
     return found
