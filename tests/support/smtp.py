@@ -201,6 +201,11 @@ class RecordingSmtpServer:
         """Answer the held DATA and every later one (callable from any thread)."""
         self._released.set()
 
+    def script(self, address: str, reply: str | Scripted) -> None:
+        """From now on, answer for `address` as `replies` would have (see __init__)."""
+        with self._lock:
+            self._scripts[address.lower()] = reply if isinstance(reply, Scripted) else Scripted(reply)
+
     def refuse_new_connections(self) -> None:
         """Stop listening (callable from any thread, hooks included); open connections stay."""
         controller = self._controller

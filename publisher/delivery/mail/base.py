@@ -92,8 +92,17 @@ def accepted(message: OutgoingMessage, provider_message_id: str) -> SendResult:
     return SendResult(delivery_id=message.delivery_id, ok=True, provider_message_id=provider_message_id)
 
 
-def refused(message: OutgoingMessage, error: str, *, temporary: bool) -> SendResult:
-    return SendResult(delivery_id=message.delivery_id, ok=False, error=error, temporary=temporary)
+def refused(message: OutgoingMessage, error: str, *, temporary: bool, retry_after: float | None = None) -> SendResult:
+    """retry_after: for a temporary refusal, the server's own wait in seconds (a 429's Retry-After)."""
+    return SendResult(delivery_id=message.delivery_id, ok=False, error=error, temporary=temporary,
+                      retry_after=retry_after if temporary else None)
+
+
+def refused_recipient(message: OutgoingMessage, provider: str, text: str) -> SendResult:
+    """A permanent refusal the provider says is about this recipient (an invalid or suppressed
+    address). It names the address, which is how the verdict tells it from a refusal about us or the
+    content (publisher.pipeline.verdict.classify): the subscriber bounces and the send goes on."""
+    return refused(message, f"{provider} refused the recipient {message.recipient}: {text}", temporary=False)
 
 
 def send_each(

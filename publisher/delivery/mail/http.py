@@ -1,8 +1,11 @@
 """What every HTTP mail provider adapter shares: one session, a timeout always, errors mapped.
 
-Provider answers become our own outcomes: 2xx accepted; 429 and 5xx temporary (after waiting out a
-short Retry-After once); 401/403 mean our key is wrong, which no retry fixes and which is not the
-subscriber's fault: TransportUnavailable naming the setting; other 4xx are permanent for what was sent.
+Provider answers become our own outcomes, the same for every provider (README, "Sending through a mail
+provider's API"; tests/test_transport_conformance.py): 2xx accepted; 429 and 5xx temporary, after
+waiting out a Retry-After of at most max_retry_after once, and a longer one kept as the result's
+retry_after so the retry is not due before it; 401/403 mean our key is wrong and 404 that base_url is
+not the provider's API, which no retry fixes and which is not the subscriber's fault:
+TransportUnavailable naming the setting; other 4xx are permanent for what was sent.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class ProviderAnswer:
     # was handed over, so the caller may raise TransportUnavailable. A read timeout or a connection
     # lost mid-request leaves it False: the provider may have accepted what was sent.
     unreachable: bool = False
+    retry_after: float | None = None  # temporary: the provider's own wait (Retry-After), in seconds
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -66,6 +70,7 @@ class ProviderClient:
         timeout: float,
         max_retry_after: float,
         credentials_hint: str,
+        address_hint: str = "mail.transport.base_url",
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -74,6 +79,7 @@ class ProviderClient:
         self.timeout = timeout
         self.max_retry_after = max_retry_after
         self.credentials_hint = credentials_hint
+        self.address_hint = address_hint
         self.session = session or requests.Session()
         self.sleep = sleep
 
@@ -110,8 +116,11 @@ class ProviderClient:
         detail = f"{self.provider} answered HTTP {status}: {_summary(body)}"
         if status in (401, 403):
             raise TransportUnavailable(f"{detail} (hint: check {self.credentials_hint} in config.yaml)")
+        if status == 404:  # no such API here: every message would get the same
+            raise TransportUnavailable(f"{detail} at {url} (hint: check {self.address_hint} in config.yaml)")
         temporary = status == 429 or status >= 500 or status == 408
-        return ProviderAnswer(status, False, temporary, detail, body, response.headers)
+        wait = retry_after_seconds(response.headers) if temporary else None
+        return ProviderAnswer(status, False, temporary, detail, body, response.headers, retry_after=wait)
 
 
 def _never_connected(exc: requests.ConnectionError) -> bool:

@@ -20,7 +20,14 @@ from collections.abc import Callable, Sequence
 import requests
 
 from publisher.config import MailgunSettings
-from publisher.delivery.mail.base import MailTransport, accepted, envelope_problem, refused, send_each
+from publisher.delivery.mail.base import (
+    MailTransport,
+    accepted,
+    envelope_problem,
+    refused,
+    refused_recipient,
+    send_each,
+)
 from publisher.delivery.mail.http import ProviderAnswer, ProviderClient
 from publisher.errors import TransportUnavailable
 from publisher.models import OutgoingMessage, SendReport, SendResult
@@ -52,6 +59,8 @@ class MailgunTransport(MailTransport):
             timeout=settings.timeout,
             max_retry_after=settings.max_retry_after,
             credentials_hint=CREDENTIALS_HINT,
+            # Mailgun's 404 is "Domain not found" as often as a wrong address
+            address_hint="mail.transport.base_url, mail.transport.domain and mail.transport.region",
             session=session,
             sleep=sleep,
         )
@@ -81,14 +90,16 @@ class MailgunTransport(MailTransport):
             raise TransportUnavailable(
                 f"{answer.error} (hint: check mail.transport.base_url / region in config.yaml and the network)"
             )
-        if answer.status == 404:
-            # Mailgun's "Domain not found": the account or region does not hold this domain; no
-            # subscriber is at fault and no other message will fare better.
-            raise TransportUnavailable(
-                f"{answer.error} (hint: check mail.transport.domain and mail.transport.region in config.yaml)"
-            )
-        return refused(message, _error(answer), temporary=answer.temporary)
+        if not answer.temporary and _about_recipient(answer, message.recipient):
+            return refused_recipient(message, "Mailgun", _error(answer))
+        return refused(message, _error(answer), temporary=answer.temporary, retry_after=answer.retry_after)
 
 
 def _error(answer: ProviderAnswer) -> str:
     return answer.error or f"Mailgun answered HTTP {answer.status}"
+
+
+def _about_recipient(answer: ProviderAnswer, recipient: str) -> bool:
+    """A 400 about the `to` field ("'to' parameter is not a valid address") or naming the address."""
+    text = str(answer.body.get("message", "")) if isinstance(answer.body, dict) else ""
+    return answer.status == 400 and ("'to'" in text or recipient.lower() in text.lower())

@@ -17,14 +17,15 @@ flight. 500 would risk ten times that for little more speed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 from typing import Any
 
 import requests
 
 from publisher.config import PostmarkSettings
-from publisher.delivery.mail.base import MailTransport, accepted, envelope_problem, refused
+from publisher.delivery.mail.base import MailTransport, accepted, envelope_problem, refused, refused_recipient
 from publisher.delivery.mail.http import ProviderAnswer, ProviderClient
 from publisher.delivery.mail.parsed import Mailbox, ParsedMessage, parse_message
 from publisher.errors import TransportUnavailable
@@ -98,8 +99,15 @@ class PostmarkTransport(MailTransport):
 
     name = "postmark"
     max_batch = 50
+    chunk_size = BATCH_LIMIT  # messages per /email/batch request when a caller passes more
 
-    def __init__(self, settings: PostmarkSettings, *, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        settings: PostmarkSettings,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.settings = settings
         self.client = ProviderClient(
             provider="Postmark",
@@ -108,6 +116,7 @@ class PostmarkTransport(MailTransport):
             max_retry_after=settings.max_retry_after,
             credentials_hint=CREDENTIALS_HINT,
             session=session,
+            sleep=sleep,
         )
         self.client.session.headers.update({"X-Postmark-Server-Token": settings.server_token, "Accept": "application/json"})
 
@@ -128,11 +137,21 @@ class PostmarkTransport(MailTransport):
                 except Exception as exc:  # bytes we cannot read back are this message's problem only
                     problem = f"cannot read the message back for Postmark: {exc}"
             outcome[index] = refused(message, problem, temporary=False)
-        for start in range(0, len(entries), BATCH_LIMIT):  # only when a caller passes more than allowed
-            chunk = to_send[start : start + BATCH_LIMIT]
-            answer = self.client.request("POST", BATCH_PATH, json=entries[start : start + BATCH_LIMIT])
+        size = max(1, min(self.chunk_size, BATCH_LIMIT))
+        for start in range(0, len(entries), size):  # one request unless a caller passes more than a chunk
+            chunk = to_send[start : start + size]
             sent_before = any(result.ok for result in outcome.values())
-            outcome.update(self._read_answer(answer, chunk, nothing_accepted_yet=not sent_before))
+            try:
+                answer = self.client.request("POST", BATCH_PATH, json=entries[start : start + size])
+                outcome.update(self._read_answer(answer, chunk, nothing_accepted_yet=not sent_before))
+            except TransportUnavailable as exc:
+                if not sent_before:
+                    raise
+                # an earlier chunk was accepted: it stays sent; this one and the rest wait
+                log.warning("Postmark unavailable mid-send; %d message(s) left pending: %s", len(to_send) - start, exc)
+                reason = f"not attempted, Postmark unavailable: {exc}"
+                outcome.update({index: refused(message, reason, temporary=True) for index, message in to_send[start:]})
+                break
         return SendReport([outcome[index] for index in range(len(batch))])
 
     # --- answers ---------------------------------------------------------------------------------
@@ -173,7 +192,8 @@ class PostmarkTransport(MailTransport):
             # not about any one recipient: keep them for a retry (bounded by mail.retry) and say so.
             log.error("Postmark refused a whole batch of %d: %s", len(chunk), error)
             temporary = True
-        return {index: refused(message, error, temporary=temporary) for index, message in chunk}
+        wait = answer.retry_after if temporary else None
+        return {index: refused(message, error, temporary=temporary, retry_after=wait) for index, message in chunk}
 
 
 def _entry_result(message: OutgoingMessage, entry: Any) -> SendResult:
@@ -184,12 +204,14 @@ def _entry_result(message: OutgoingMessage, entry: Any) -> SendResult:
     text = str(entry.get("Message", ""))[:300]
     if code == 0 and entry.get("MessageID"):
         return accepted(message, str(entry["MessageID"]))
-    if code == 0:  # "OK" without an id should not happen; do not claim it
-        return refused(message, f"Postmark said OK without a MessageID: {text}", temporary=True)
+    if code == 0:
+        # accepted without an id: sent (a retry would duplicate it), known by our own Message-ID
+        log.warning("Postmark accepted delivery %d without a MessageID", message.delivery_id)
+        return accepted(message, message.message_id)
     if code in RECIPIENT_CODES:
         # Named per recipient: the pipeline stops a send after ten identical refusals in a row (the
         # sign of a server-wide problem), which ten suppressed readers in a row must not trigger.
-        return refused(message, f"Postmark error {code} for {message.recipient}: {text}", temporary=False)
+        return refused_recipient(message, "Postmark", f"error {code}: {text}")
     return refused(message, f"Postmark error {code}: {text}", temporary=code in TEMPORARY_CODES or code in ACCOUNT_CODES)
 
 

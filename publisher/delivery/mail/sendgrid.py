@@ -22,14 +22,22 @@ returns in every Event Webhook event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import requests
 
 from publisher.config import SendGridSettings
-from publisher.delivery.mail.base import MailTransport, envelope_problem, refused, send_each
-from publisher.delivery.mail.http import ProviderClient
+from publisher.delivery.mail.base import (
+    MailTransport,
+    accepted,
+    envelope_problem,
+    refused,
+    refused_recipient,
+    send_each,
+)
+from publisher.delivery.mail.http import ProviderAnswer, ProviderClient
 from publisher.delivery.mail.parsed import Mailbox, ParsedMessage, parse_message
 from publisher.errors import TransportUnavailable
 from publisher.models import OutgoingMessage, SendReport, SendResult
@@ -77,7 +85,13 @@ class SendGridTransport(MailTransport):
     # ledger write can duplicate only that one, and the pipeline records every answer at once.
     max_batch = 1
 
-    def __init__(self, settings: SendGridSettings, *, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        settings: SendGridSettings,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.settings = settings
         self.client = ProviderClient(
             provider="SendGrid",
@@ -86,6 +100,7 @@ class SendGridTransport(MailTransport):
             max_retry_after=settings.max_retry_after,
             credentials_hint=CREDENTIALS_HINT,
             session=session,
+            sleep=sleep,
         )
         self.client.session.headers.update({"Authorization": f"Bearer {settings.api_key}"})
 
@@ -105,14 +120,24 @@ class SendGridTransport(MailTransport):
             return refused(message, f"cannot read the message back for SendGrid: {exc}", temporary=False)
         answer = self.client.request("POST", SEND_PATH, json=mail_send_body(message, parsed))
         if answer.ok:
-            provider_id = (answer.headers or {}).get("X-Message-Id") or None
-            return SendResult(delivery_id=message.delivery_id, ok=True, provider_message_id=provider_id)
+            # a 202 without X-Message-Id is still an acceptance: sent, known by our own Message-ID
+            return accepted(message, (answer.headers or {}).get("X-Message-Id") or message.message_id)
         if answer.unreachable:
             raise TransportUnavailable(f"{answer.error} (hint: check mail.transport.base_url and the network)")
         error = answer.error or f"SendGrid answered HTTP {answer.status}"
         if answer.status == 429:
             error += _rate_limit_note(answer.headers)
-        return refused(message, error, temporary=answer.temporary)
+        if not answer.temporary and _about_recipient(answer):
+            return refused_recipient(message, "SendGrid", error)
+        return refused(message, error, temporary=answer.temporary, retry_after=answer.retry_after)
+
+
+def _about_recipient(answer: ProviderAnswer) -> bool:
+    """A 400 whose errors[] point at the to address (field personalizations.N.to.N.email)."""
+    errors = answer.body.get("errors") if isinstance(answer.body, dict) else None
+    return isinstance(errors, list) and any(
+        isinstance(error, dict) and ".to." in f".{error.get('field') or ''}." for error in errors
+    )
 
 
 def _rate_limit_note(headers: Any) -> str:

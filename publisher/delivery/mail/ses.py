@@ -35,7 +35,15 @@ from botocore.exceptions import (
 )
 
 from publisher.config import SesSettings
-from publisher.delivery.mail.base import MailTransport, accepted, envelope_problem, refused, send_each
+from publisher.delivery.mail.base import (
+    MailTransport,
+    accepted,
+    envelope_problem,
+    refused,
+    refused_recipient,
+    send_each,
+)
+from publisher.delivery.mail.http import retry_after_seconds
 from publisher.errors import TransportUnavailable
 from publisher.models import OutgoingMessage, SendReport, SendResult
 
@@ -142,11 +150,15 @@ class SesTransport(MailTransport):
         params = self.request(message)
         outcome = self._call(message, params)
         if isinstance(outcome, _Throttled):
-            log.info("SES throttled us: waiting %.1f s once", THROTTLE_WAIT)
-            self.sleep(min(THROTTLE_WAIT, self.settings.max_retry_after))
+            # SES's own Retry-After when it sends one (as every provider's is honoured), else one second
+            wait = outcome.retry_after if outcome.retry_after is not None else THROTTLE_WAIT
+            if wait > self.settings.max_retry_after:
+                return refused(message, outcome.error, temporary=True, retry_after=outcome.retry_after)
+            log.info("SES throttled us: waiting %.1f s once", wait)
+            self.sleep(wait)
             outcome = self._call(message, params)
             if isinstance(outcome, _Throttled):
-                return refused(message, outcome.error, temporary=True)
+                return refused(message, outcome.error, temporary=True, retry_after=outcome.retry_after)
         return outcome
 
     def _call(self, message: OutgoingMessage, params: dict[str, Any]) -> SendResult | _Throttled:
@@ -168,8 +180,8 @@ class SesTransport(MailTransport):
             return refused(message, f"SES refuses this message's parameters: {exc}", temporary=False)
         except BotoCoreError as exc:
             return refused(message, f"SES call failed: {exc}", temporary=True)
-        message_id = answer.get("MessageId")
-        return accepted(message, str(message_id or message.message_id))
+        # accepted without a MessageId: sent all the same, known by our own Message-ID
+        return accepted(message, str(answer.get("MessageId") or message.message_id))
 
     def _refusal(self, message: OutgoingMessage, exc: ClientError) -> SendResult | _Throttled:
         error = exc.response.get("Error", {})
@@ -182,18 +194,31 @@ class SesTransport(MailTransport):
             if code == "AccessDeniedException":
                 hint += "; the key needs ses:SendEmail on the sender's identity"
             raise TransportUnavailable(f"{detail} (hint: {hint})")
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders") or {}
+        retry_after = retry_after_seconds({"Retry-After": str(headers.get("retry-after", ""))})
         if code in _THROTTLED or status == 429:
             if "quota" in text.lower():  # "Daily message quota exceeded": no message passes until it resets
                 raise TransportUnavailable(f"{detail} (hint: {_ACCOUNT_PROBLEMS['LimitExceededException']})")
-            return _Throttled(detail)
+            return _Throttled(detail, retry_after)
+        if status == 404:  # no such operation here: base_url is not the SES API (or names a missing resource)
+            raise TransportUnavailable(f"{detail} (hint: check mail.transport.base_url, and {_ACCOUNT_PROBLEMS['NotFoundException']})")
         if code in _ACCOUNT_PROBLEMS:
             raise TransportUnavailable(f"{detail} (hint: {_ACCOUNT_PROBLEMS[code]})")
         if status >= 500 or status == 408:
-            return refused(message, detail, temporary=True)
+            return refused(message, detail, temporary=True, retry_after=retry_after)
+        if _about_recipient(text, message.recipient):
+            return refused_recipient(message, "SES", detail)
         # MessageRejected, BadRequestException and the like: this message, as it is, will not pass
         return refused(message, detail, temporary=False)
 
 
 class _Throttled:
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, retry_after: float | None) -> None:
         self.error = error
+        self.retry_after = retry_after
+
+
+def _about_recipient(text: str, recipient: str) -> bool:
+    """SES names the refused destination address; a sandbox's "not verified" is about the account."""
+    lowered = text.lower()
+    return "not verified" not in lowered and (recipient.lower() in lowered or "recipient" in lowered)

@@ -79,6 +79,8 @@ class PostmarkServer:
         self.violations: list[str] = []
         self._refusals: dict[str, int] = {}
         self._script: list[_Scripted] = []
+        self.message_ids = True  # False: accepted entries (ErrorCode 0) come without a MessageID
+        self.revoke_after: int | None = None  # after this many accepted messages, the token is refused
         self._reshape: list[Callable[[list[Any]], list[Any]]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler_class())
@@ -168,7 +170,9 @@ class PostmarkServer:
     def _decide(self, path: str, headers: dict[str, str], raw: bytes, body: Any) -> tuple[int, dict[str, str], Any]:
         if path != "/email/batch":
             return 404, {}, {"ErrorCode": 404, "Message": "not found"}
-        if _header(headers, "X-Postmark-Server-Token") != self.server_token:
+        with self._lock:
+            revoked = self.revoke_after is not None and len(self.accepted) >= self.revoke_after
+        if revoked or _header(headers, "X-Postmark-Server-Token") != self.server_token:
             return 401, {}, _error(10)
         with self._lock:
             scripted = self._script[0] if self._script else None
@@ -192,8 +196,11 @@ class PostmarkServer:
             code = 1235
         if code is not None:
             return _error(code)
-        return {"ErrorCode": 0, "Message": "OK", "MessageID": str(uuid.uuid4()),
-                "SubmittedAt": datetime.now(UTC).isoformat(), "To": message["To"]}
+        entry = {"ErrorCode": 0, "Message": "OK", "MessageID": str(uuid.uuid4()),
+                 "SubmittedAt": datetime.now(UTC).isoformat(), "To": message["To"]}
+        if not self.message_ids:
+            del entry["MessageID"]
+        return entry
 
     def _contract_problems(self, path: str, headers: dict[str, str], raw: bytes, body: Any) -> list[str]:
         assert self._openapi is not None

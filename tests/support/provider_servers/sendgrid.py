@@ -5,7 +5,7 @@ sendgrid-mail-v3.openapi.json, validated with openapi-core) and against the rule
 say (reserved headers, text/plain before text/html, string header values, the bearer key). What fails
 is answered as SendGrid answers (400 with errors[]) and recorded in `violations`, which a test
 asserts empty. It answers like SendGrid: 202 with X-Message-Id and no body; 401; 413; 429 with
-X-RateLimit-* headers; 500. Scripted misbehaviour:
+X-RateLimit-* headers; 500. Scripted misbehaviour (also `message_ids = False`, `revoke_after = N`):
 
     with SendGridServer() as server:
         server.refuse("bad@example.org", 400, "Does not contain a valid address.")  # that recipient
@@ -71,6 +71,8 @@ class SendGridServer:
         self.violations: list[str] = []  # contract breaches found in requests
         self._refusals: dict[str, tuple[int, str]] = {}
         self._script: list[_Scripted] = []
+        self.message_ids = True  # False: a 202 without X-Message-Id (what SendGrid must not, but may, do)
+        self.revoke_after: int | None = None  # after this many 202s, the key is refused (revoked mid-send)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler_class())
         self._server.daemon_threads = True
@@ -166,7 +168,9 @@ class SendGridServer:
     def _decide(self, path: str, headers: dict[str, str], raw: bytes, body: Any) -> tuple[int, dict[str, str], Any]:
         if path != "/v3/mail/send":
             return 404, {}, _errors("not found")
-        if _header(headers, "Authorization") != f"Bearer {self.api_key}":
+        with self._lock:
+            revoked = self.revoke_after is not None and len(self.accepted) >= self.revoke_after
+        if revoked or _header(headers, "Authorization") != f"Bearer {self.api_key}":
             return 401, {}, _errors("The provided authorization grant is invalid, expired, or revoked", field=None)
         with self._lock:
             scripted = self._script[0] if self._script else None
@@ -188,7 +192,7 @@ class SendGridServer:
                 refusal = self._refusals.get(to["email"].lower())
                 if refusal:
                     return refusal[0], {}, _errors(refusal[1], field="personalizations.0.to.0.email")
-        return 202, {"X-Message-Id": uuid.uuid4().hex[:22]}, None
+        return 202, {"X-Message-Id": uuid.uuid4().hex[:22]} if self.message_ids else {}, None
 
     def _contract_problems(self, path: str, headers: dict[str, str], raw: bytes, body: Any) -> list[str]:
         assert self._openapi is not None

@@ -105,6 +105,8 @@ class SesServer:
         self.received: list[ReceivedCall] = []
         self.violations: list[str] = []
         self._planned: deque[Answer] = deque()
+        self.message_ids = True  # False: a 200 without a MessageId
+        self.revoke_after: int | None = None  # after this many accepted calls, the key is refused (403)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._shape = send_email_input_shape()
@@ -124,9 +126,12 @@ class SesServer:
         values.update(overrides)
         return SesSettings(**values)
 
-    def fail_next(self, status: int, code: str, message: str = "", *, times: int = 1) -> None:
+    def fail_next(self, status: int, code: str, message: str = "", *, times: int = 1,
+                  headers: dict[str, str] | None = None) -> None:
         for _ in range(times):
-            self._planned.append(error_answer(status, code, message or f"planned {code}"))
+            planned = error_answer(status, code, message or f"planned {code}")
+            planned.headers.update(headers or {})
+            self._planned.append(planned)
 
     @property
     def accepted(self) -> list[ReceivedCall]:
@@ -154,6 +159,11 @@ class SesServer:
             return self._violation(f"{method} {path}: not SendEmail",
                                    error_answer(404, "NotFoundException", f"no operation at {method} {path}"))
         lower = {name.lower(): value for name, value in headers.items()}
+        if self.revoke_after is not None and len(self.accepted) >= self.revoke_after:
+            answer = error_answer(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+            with self._lock:
+                self.received.append(ReceivedCall(headers, {}, answer.status))
+            return answer
         problem = self._signature_problem(method, path, lower, body)
         if problem:
             return self._violation(problem, error_answer(403, "InvalidSignatureException", problem))
@@ -174,8 +184,8 @@ class SesServer:
             refusals = [self.refuse[a] for a in params.get("Destination", {}).get("ToAddresses", []) if a in self.refuse]
             if refusals:
                 planned = error_answer(400, *refusals[0])
-        answer = planned or Answer(200, {"MessageId": f"0102018c{next(self._ids):08x}-test-000000"},
-                                   {"x-amzn-RequestId": f"req-{threading.get_ident()}"})
+        answer = planned or Answer(200, {"MessageId": f"0102018c{next(self._ids):08x}-test-000000"}
+                                   if self.message_ids else {}, {"x-amzn-RequestId": f"req-{threading.get_ident()}"})
         with self._lock:
             self.received.append(ReceivedCall(headers, params, answer.status))
         return answer
