@@ -7,7 +7,7 @@ import base64
 import json
 import warnings
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -230,10 +230,15 @@ def test_an_outage_defers_the_batch_and_the_next_run_completes(world: tuple[Conf
     server.fail_next(500)
     [first] = run_digests(config, store, DAY, editions=["en"])
     assert first.send is not None and (first.send.sent, first.send.deferred, first.send.failed) == (0, 5, 0)
-    server.fail_next(429, retry_after=3600)  # too long to wait in place: deferred again
+    server.fail_next(429, retry_after=3600)  # too long to wait in place: deferred again, for an hour
+    before = datetime.now(UTC)
     [second] = run_digests(config, store, DAY, editions=["en"])
     assert second.send is not None and (second.send.sent, second.send.deferred) == (0, 5)
-    [third] = run_digests(config, store, DAY, editions=["en"])
+    with store.engine.begin() as connection:
+        due = connection.execute(select(deliveries.c.next_attempt_at).where(deliveries.c.status == "pending")).scalars()
+        assert min(due) >= before + timedelta(seconds=3590)  # no sooner than Retry-After said
+        connection.execute(deliveries.update().where(deliveries.c.status == "pending").values(next_attempt_at=before))
+    [third] = run_digests(config, store, DAY, editions=["en"])  # an hour later
     assert third.send is not None and third.send.sent == 5
     assert sorted(recipients(server)) == [f"en{i}@example.org" for i in range(5)]  # everyone, once
 

@@ -150,10 +150,11 @@ class SesTransport(MailTransport):
         params = self.request(message)
         outcome = self._call(message, params)
         if isinstance(outcome, _Throttled):
-            # SES's own Retry-After when it sends one (as every provider's is honoured), else one second
-            wait = outcome.retry_after if outcome.retry_after is not None else THROTTLE_WAIT
-            if wait > self.settings.max_retry_after:
+            # SES's own Retry-After when it sends one (honoured as every provider's is: waited in place
+            # up to max_retry_after, else the retry is due no sooner); without one, a second at most
+            if outcome.retry_after is not None and outcome.retry_after > self.settings.max_retry_after:
                 return refused(message, outcome.error, temporary=True, retry_after=outcome.retry_after)
+            wait = outcome.retry_after if outcome.retry_after is not None else min(THROTTLE_WAIT, self.settings.max_retry_after)
             log.info("SES throttled us: waiting %.1f s once", wait)
             self.sleep(wait)
             outcome = self._call(message, params)
