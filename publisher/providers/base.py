@@ -1,7 +1,9 @@
 """How a mail provider declares itself (see publisher.providers.registry).
 
-The factories import their code on first use: reading config.yaml must not import botocore or the web
-stack, and this package must not import delivery or web at import time (they import config).
+A declaration module imports only publisher.config.base and publisher.providers.base (and pydantic)
+when it is imported: the config schema imports it to build the transport union, and delivery and web
+import the config, so importing them here would be a cycle. Its factories import the rest on first
+use, which also keeps botocore and the web stack out of reading config.yaml.
 """
 
 from __future__ import annotations
