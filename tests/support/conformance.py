@@ -54,6 +54,10 @@ class Harness:
     def violations(self) -> list[str]:
         return list(getattr(self.server, "violations", []))
 
+    def forget_violations(self) -> None:
+        if hasattr(self.server, "violations"):
+            self.server.violations.clear()
+
     # --- per transport -----------------------------------------------------------------------------
     def transport(self, **overrides: Any) -> MailTransport:
         raise NotImplementedError
@@ -105,7 +109,7 @@ class SendGridHarness(Harness):
         self.server.refuse(recipient)
 
     def throttle_next(self, retry_after: int) -> None:
-        self.server.fail_next(429, retry_after=retry_after, reset_in=retry_after)
+        self.server.fail_next(429, reset_in=retry_after)  # as SendGrid says it: X-RateLimit-Reset, a unix time
 
     def fail_next(self, recipient: str) -> None:
         self.server.fail_next(500)
