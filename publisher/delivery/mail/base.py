@@ -30,7 +30,11 @@ class MailTransport(Protocol):
     - It returns a ``SendReport`` with exactly one ``SendResult`` per message, in batch order
       (``report.results[i]`` belongs to ``batch[i]``, same ``delivery_id``).
     - ``ok=True`` only when the next hop accepted the message (SMTP: 250 after DATA; outbox: the file
-      is durably in new/). ``provider_message_id`` then says how to find it there.
+      is durably in new/). ``provider_message_id`` then says how to find it there: the next hop's id,
+      or our own Message-ID when it named none (an acceptance without an id is still an acceptance;
+      reporting it otherwise would send it twice).
+    - A temporary refusal carries the server's own wait in ``retry_after`` when it gave one (a 429's
+      Retry-After longer than the transport waits in place), so the retry is not due before it.
     - A refusal that may pass later (SMTP 4xx, a lost connection, a timeout) gives ``ok=False,
       temporary=True``; a refusal that will not (SMTP 5xx, an impossible address) gives
       ``temporary=False``. ``error`` carries the server's code and text or the local reason.
