@@ -82,7 +82,8 @@ def test_a_short_retry_after_is_waited_once_then_the_message_goes(harness: Harne
     messages = batch("a@example.org")
     report = send(harness, messages)
     assert [d.action for d in decisions(report, messages)] == [Action.SENT]
-    assert harness.sleeps == [pytest.approx(2, abs=1)]
+    # once, no longer than asked (SendGrid's X-RateLimit-Reset is a whole unix second: up to 1 s less)
+    assert len(harness.sleeps) == 1 and 0 <= harness.sleeps[0] <= 2
     assert harness.accepted() == 1
 
 
