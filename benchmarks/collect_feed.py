@@ -8,7 +8,9 @@ newsroom's), serves it over loopback HTTP, and times, in the same process:
   - baseline: feedparser.parse of the same bytes (what any feed reader pays);
   - collect: the real pipeline.collect (download, decode, parse, normalize, sanitize, detect
     languages, store in one batch) into an empty store: the first collect;
-  - again: the second collect of the same feed (every entry already stored, nothing changes).
+  - again: the second collect of the same bytes, from a server without ETag or Last-Modified
+    (recognized by their digest, not parsed again);
+  - edited: a third collect after one entry's title changed (the whole feed read again, one update).
 It prints entries per second for each, the ratio to feedparser's own parse (wall clock, and CPU time
 of this process, which the other work on a shared machine disturbs less), the load average before
 and after each run, and the medians of --runs runs.
@@ -43,6 +45,12 @@ from tests.conftest import write_config  # noqa: E402
 from tests.fixtures.sources.loopback import LoopbackHttpServer  # noqa: E402
 
 T = TypeVar("T")
+NAMES = (
+    "feedparser.parse (baseline)",
+    "first collect",
+    "second collect (unchanged)",  # the same bytes again, from a server without ETag
+    "third collect (1 entry edited)",  # every entry read again, one updated
+)
 
 AR_TITLE = "تصعيد عسكري في الشمال وسط مخاوف من موجة نزوح جديدة رقم {n}"
 EN_TITLE = "Water talks resume in Amman, round {n}"
@@ -85,7 +93,9 @@ def timed(work: Callable[[], T]) -> tuple[T, Timing]:
     return result, Timing(time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def one_run(body: bytes, entries: int, store_url: str | None, profile: bool) -> tuple[Timing, Timing, Timing, str]:
+def one_run(
+    body: bytes, entries: int, store_url: str | None, profile: bool
+) -> tuple[Timing, Timing, Timing, Timing, str]:
     parsed, baseline = timed(
         lambda: feedparser.parse(io.BytesIO(body), sanitize_html=False, resolve_relative_uris=False)
     )
@@ -105,15 +115,19 @@ def one_run(body: bytes, entries: int, store_url: str | None, profile: bool) -> 
             if profiler:
                 profiler.disable()
             again, again_time = timed(lambda: collect(config, store))
+            server.route("/feed.xml", body.replace(b"round 1<", b"round 1 (corrected)<", 1), content_type="application/rss+xml")
+            edited, edited_time = timed(lambda: collect(config, store))
             stored = store.articles.count()
         finally:
             store.close()
-    outcome, repeat = first.sources[0], again.sources[0]
+    outcome, repeat, changed = first.sources[0], again.sources[0], edited.sources[0]
     assert outcome.error is None and outcome.new == entries == stored, (outcome.error, outcome.new, stored)
     assert repeat.error is None and repeat.new == 0 and repeat.updated == 0, (repeat.new, repeat.updated)
+    assert repeat.not_modified, "the same bytes were parsed again"
+    assert changed.error is None and (changed.new, changed.updated) == (0, 1), (changed.new, changed.updated)
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
-    return baseline, first_time, again_time, store_url.split(":")[0]
+    return baseline, first_time, again_time, edited_time, store_url.split(":")[0]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,19 +140,18 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("publisher").setLevel(logging.ERROR)  # one warning per English item otherwise
     body = build_feed(args.entries)
     print(f"{args.entries:,} entries, {len(body) / 1e6:.1f} MB; wall-clock seconds (CPU seconds of this process)")
-    runs: list[tuple[Timing, Timing, Timing]] = []
+    runs: list[tuple[Timing, ...]] = []
     for number in range(1, args.runs + 1):
         before = load_average()
-        baseline, first, again, store = one_run(body, args.entries, args.store_url, args.profile and number == 1)
-        runs.append((baseline, first, again))
+        *timings, store = one_run(body, args.entries, args.store_url, args.profile and number == 1)
+        runs.append(tuple(timings))
         print(f"run {number}, store {store}, load average {before} -> {load_average()}")
-        for name, timing in (("feedparser.parse (baseline)", baseline), ("first collect", first),
-                             ("second collect (unchanged)", again)):  # fmt: skip
-            print("  " + _line(name, timing, baseline, args.entries))
+        for name, timing in zip(NAMES, runs[-1], strict=True):
+            print("  " + _line(name, timing, runs[-1][0], args.entries))
     if len(runs) > 1:
-        medians = [Timing(median(r[i].wall for r in runs), median(r[i].cpu for r in runs)) for i in range(3)]
+        medians = [Timing(median(r[i].wall for r in runs), median(r[i].cpu for r in runs)) for i in range(len(NAMES))]
         print(f"median of {len(runs)} runs")
-        for name, timing in zip(("feedparser.parse (baseline)", "first collect", "second collect (unchanged)"), medians, strict=True):
+        for name, timing in zip(NAMES, medians, strict=True):
             print("  " + _line(name, timing, medians[0], args.entries))
 
 
