@@ -14,6 +14,7 @@ import re
 from re import _constants as sre_constants  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 
+import pytest
 from ftfy.badness import BADNESS_RE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -67,7 +68,7 @@ def test_the_fast_path_takes_what_feeds_send() -> None:
 
 
 def test_fragments_it_does_not_know_go_to_html_parser() -> None:
-    for fragment in ("<p>a < b</p>", "<p>x</p><!-- note -->", "<script>var a = '<p>';</script>b", "<img src=a/b>",
+    for fragment in ("<p>a < b</p>", "<p>x</p><!-- note -->", "<script>var a = '<p>';</script>b", "<img src=a/b>", "<svg x=1/>a",
                      "<o:p>x</o:p>", "<title>t</title>"):  # fmt: skip
         assert _simple_text_parts(fragment) is None, fragment
         assert html_to_text(fragment) == stdlib_text(fragment)
@@ -135,3 +136,56 @@ def test_script_counts_by_removal_equal_counting_matches(text: str) -> None:
 def test_text_without_a_candidate_never_reads_as_bad(text: str) -> None:
     text = re.sub(f"[{MOJIBAKE_CHARACTERS}]", "", text)
     assert BADNESS_RE.search(text) is None
+
+
+def _canonical_the_long_way(url: str) -> str:
+    """canonical_url as written before its shortcut for plain host names (kept here to compare)."""
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+    from publisher.sources.urls import _DEFAULT_PORTS, _is_tracking, _without_amp
+
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if host.startswith("amp.") and host.count(".") >= 2:
+        host = host[4:]
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{parts.port}"
+    if parts.username:
+        host = f"{parts.username}@{host}"
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k, v)]
+    path = _without_amp(parts.path or "/")
+    if len(path) > 1:
+        path = path.rstrip("/") or "/"
+    path = quote(path, safe="/%:@!$&'()*+,;=-._~")
+    return urlunsplit((scheme, host, path, urlencode(query, doseq=True), ""))
+
+
+URL_PIECES = ["https://", "HTTP://", "News.Example.org", "amp.example.org", "[::1]", ":443", ":8080", "user@",
+              "u:p@", "%25eth0", "/ar/", "amp/", "story", ".amp.html", "/", "?", "utm_source=x", "&", "a=1", "amp=1",
+              "#frag", " ", "قصة", "%D9%82"]  # fmt: skip
+
+
+@SOME
+@given(st.lists(st.sampled_from(URL_PIECES), max_size=10).map("".join))
+def test_canonical_url_shortcut_gives_the_long_ways_answer(url: str) -> None:
+    from publisher.sources.urls import canonical_url
+
+    try:
+        expected = _canonical_the_long_way(url)
+    except ValueError as exc:  # a port urllib refuses: the shortcut must refuse it too
+        with pytest.raises(ValueError):
+            canonical_url(url)
+        assert str(exc)
+        return
+    assert canonical_url(url) == expected
+
+
+@SOME
+@given(st.text(st.characters(exclude_categories=["Cs"]), max_size=60))
+def test_collapsing_whitespace_by_split_equals_the_regex(text: str) -> None:
+    assert collapse_whitespace(text) == re.sub(r"\s+", " ", text).strip()
+    spaces = "".join(chr(point) for point in range(0x3100) if chr(point).isspace())
+    assert collapse_whitespace(f"{spaces}a{spaces}b{spaces}") == re.sub(r"\s+", " ", f"{spaces}a{spaces}b{spaces}").strip()

@@ -62,14 +62,14 @@ _INVISIBLE_TAGS = frozenset({"script", "style", "template", "noscript", "svg", "
 
 # html_to_text's fast path. A fragment made only of text without "<" and of plain tags (what feeds
 # send nearly always) is read with one regex; html.parser (pure Python, ~100 µs for a short feed
-# description) reads everything else: comments, doctypes, a "<" in text, unquoted values with "/",
-# and the tags whose content some parser version reads raw (script, style, textarea, title, ...). Both
+# description) reads everything else: comments, doctypes, a "<" in text, unquoted values with "/" or
+# right before "/>" (html.parser reads <svg x=1/> as a start tag, not a self-closing one), and the tags whose content some parser version reads raw (script, style, textarea, title, ...). Both
 # give the same text (tests/test_sources_fast_paths.py compares them on generated fragments). Not lxml:
 # libxml2 decodes fewer entities than html.unescape (HTML5 names, &#128; as in windows-1252) and
 # moves text around in broken markup, so summaries would change.
 _SIMPLE_TAG = re.compile(
     r"""<(?:([A-Za-z][A-Za-z0-9]*)(?:\s+[A-Za-z_:][-A-Za-z0-9_:.]*"""
-    r"""(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`/]+))?)*\s*(/?)|/([A-Za-z][A-Za-z0-9]*)\s*)>"""
+    r"""(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`/]+(?=[\s>])))?)*\s*(/?)|/([A-Za-z][A-Za-z0-9]*)\s*)>"""
 )
 _RAW_TEXT_TAGS = frozenset(
     {"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "noscript", "plaintext"}
@@ -131,8 +131,10 @@ class _TextCollector(HTMLParser):
 
 
 def collapse_whitespace(text: str) -> str:
-    """One space between words; no CR, LF or tabs left (headers and subjects depend on it)."""
-    return _WHITESPACE.sub(" ", text).strip()
+    """One space between words; no CR, LF or tabs left (headers and subjects depend on it).
+
+    str.split() splits at what the regex \\s+ matches (both ask Py_UNICODE_ISSPACE), 3-4x faster."""
+    return " ".join(text.split())
 
 
 def html_to_text(fragment: str) -> str:

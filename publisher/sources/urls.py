@@ -21,6 +21,8 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 # AMP variants of an article page: /story/amp, /amp/story, /story.amp.html, ?amp=1, ?outputType=amp
 _AMP_SEGMENT = "amp"
 _AMP_SUFFIX = re.compile(r"\.amp(\.html?)$", re.IGNORECASE)
+# A netloc that is only a host name: urllib's hostname would be the same text, lower-cased.
+_PLAIN_HOST = re.compile(r"[^@:\[\]%]*\Z")
 
 
 def _is_tracking(name: str, value: str) -> bool:
@@ -46,16 +48,25 @@ def canonical_url(url: str) -> str:
     no fragment, no trailing slash, no tracking parameters (others keep their order), no AMP variant."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if host.startswith("amp.") and host.count(".") >= 2:
-        host = host[4:]
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    if parts.port is not None and parts.port != _DEFAULT_PORTS.get(scheme):
-        host = f"{host}:{parts.port}"
-    if parts.username:
-        host = f"{parts.username}@{host}"
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k, v)]
+    if _PLAIN_HOST.match(parts.netloc):  # no user, port, IPv6 literal or zone: hostname is netloc
+        host = parts.netloc.lower()
+        if host.startswith("amp.") and host.count(".") >= 2:
+            host = host[4:]
+    else:
+        host = (parts.hostname or "").lower()
+        if host.startswith("amp.") and host.count(".") >= 2:
+            host = host[4:]
+        if ":" in host:  # an IPv6 literal keeps its brackets
+            host = f"[{host}]"
+        if parts.port is not None and parts.port != _DEFAULT_PORTS.get(scheme):
+            host = f"{host}:{parts.port}"
+        if parts.username:
+            host = f"{parts.username}@{host}"
+    query = (
+        [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k, v)]
+        if parts.query
+        else []
+    )
     path = _without_amp(parts.path or "/")
     if len(path) > 1:
         path = path.rstrip("/") or "/"
@@ -67,7 +78,7 @@ def absolute_http_url(value: str | None, base: str) -> str | None:
     """An absolute http(s) URL, resolved against `base`; anything else (javascript:, data:) gives None."""
     if value is None or not value.strip():
         return None
-    resolved = urljoin(base, value.strip())
+    resolved = urljoin(base, value.strip()) if base else value.strip()  # urljoin's own answer for no base
     parts = urlsplit(resolved)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return None
