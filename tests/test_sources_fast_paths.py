@@ -189,3 +189,42 @@ def test_collapsing_whitespace_by_split_equals_the_regex(text: str) -> None:
     assert collapse_whitespace(text) == re.sub(r"\s+", " ", text).strip()
     spaces = "".join(chr(point) for point in range(0x3100) if chr(point).isspace())
     assert collapse_whitespace(f"{spaces}a{spaces}b{spaces}") == re.sub(r"\s+", " ", f"{spaces}a{spaces}b{spaces}").strip()
+
+
+def _absolute_the_long_way(value: str | None, base: str) -> str | None:
+    from urllib.parse import urljoin, urlsplit
+
+    if value is None or not value.strip():
+        return None
+    resolved = urljoin(base, value.strip())
+    parts = urlsplit(resolved)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return resolved
+
+
+ABSOLUTE_PIECES = ["http://", "https://", "HTTPS://", "news.example.org", "a.b", ":8080", "u@", "/ar/", "story",
+                   ";p", "?", "?a=1", "#f", "/", " ", "\t", "قصة", "..", "/./", "javascript:", "//cdn.example.org"]  # fmt: skip
+BASES = ["", "https://news.example.org/ar/feed.xml", "http://news.example.org/", "HTTPS://Example.org/a/b?c#d",
+         "file:///tmp/feed.xml"]  # fmt: skip
+
+
+# mostly URLs that start like an absolute one, so that the shortcut's edges are where the examples are
+absolute_like = st.builds(
+    lambda start, host, rest: start + host + "".join(rest),
+    st.sampled_from(["http://", "https://", "HTTP://", "https:/", " https://"]),
+    st.sampled_from(["news.example.org", "a", "-a.org", "[::1]", "x_y.org", "ab.org:443", ""]),
+    st.lists(st.sampled_from(ABSOLUTE_PIECES), max_size=5),
+)
+
+
+@SOME
+@given(absolute_like | st.lists(st.sampled_from(ABSOLUTE_PIECES), max_size=8).map("".join), st.sampled_from(BASES))
+def test_absolute_url_shortcut_gives_the_long_ways_answer(value: str, base: str) -> None:
+    from publisher.sources.urls import absolute_http_url
+
+    try:
+        expected = _absolute_the_long_way(value, base)
+    except ValueError:  # urllib refuses it (a broken IPv6 literal): not a URL anyone can follow
+        return
+    assert absolute_http_url(value, base) == expected
