@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 import feedparser  # noqa: E402
 
+from benchmarks.stores import check_reachable, fresh_store  # noqa: E402
 from publisher.config import load_config  # noqa: E402
 from publisher.pipeline import collect  # noqa: E402
 from publisher.store import Store  # noqa: E402
@@ -94,7 +95,7 @@ def timed(work: Callable[[], T]) -> tuple[T, Timing]:
 
 
 def one_run(
-    body: bytes, entries: int, store_url: str | None, profile: bool
+    body: bytes, entries: int, store_url: str, profile: bool
 ) -> tuple[Timing, Timing, Timing, Timing, str]:
     parsed, baseline = timed(
         lambda: feedparser.parse(io.BytesIO(body), sanitize_html=False, resolve_relative_uris=False)
@@ -104,7 +105,6 @@ def one_run(
     with tempfile.TemporaryDirectory() as scratch, LoopbackHttpServer() as server:
         url = server.route("/feed.xml", body, content_type="application/rss+xml")
         sources = f"  - kind: feed\n    name: big\n    url: {url}\n    timeout: 120\n"
-        store_url = store_url or f"sqlite:///{Path(scratch) / 'store.db'}"
         config = load_config(write_config(Path(scratch), store_url=store_url, sources=sources))
         store = Store.open(config.store_url)
         try:
@@ -134,16 +134,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3, help="measurements; the medians are printed last")
-    parser.add_argument("--store-url", default=None, help="default: SQLite in a temporary directory")
+    parser.add_argument(
+        "--store-url", default=None, help="default: SQLite in a temporary directory; every run gets a fresh store"
+    )
     parser.add_argument("--profile", action="store_true", help="print the 25 costliest functions of a first collect")
     args = parser.parse_args(argv)
     logging.getLogger("publisher").setLevel(logging.ERROR)  # one warning per English item otherwise
+    if args.store_url:
+        check_reachable(args.store_url)
     body = build_feed(args.entries)
     print(f"{args.entries:,} entries, {len(body) / 1e6:.1f} MB; wall-clock seconds (CPU seconds of this process)")
     runs: list[tuple[Timing, ...]] = []
     for number in range(1, args.runs + 1):
         before = load_average()
-        *timings, store = one_run(body, args.entries, args.store_url, args.profile and number == 1)
+        with tempfile.TemporaryDirectory() as scratch, fresh_store(args.store_url, Path(scratch), f"collect{number}") as url:
+            *timings, store = one_run(body, args.entries, url, args.profile and number == 1)
         runs.append(tuple(timings))
         print(f"run {number}, store {store}, load average {before} -> {load_average()}")
         for name, timing in zip(NAMES, runs[-1], strict=True):
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _line(name: str, timing: Timing, baseline: Timing, entries: int) -> str:
     return (
-        f"{name:<28} {timing.wall:6.2f} s ({timing.cpu:5.2f}) {entries / timing.wall:8,.0f} entries/s"
+        f"{name:<31} {timing.wall:6.2f} s ({timing.cpu:5.2f}) {entries / timing.wall:8,.0f} entries/s"
         f"  {timing.wall / baseline.wall:4.2f}x feedparser ({timing.cpu / baseline.cpu:4.2f}x in CPU)"
     )
 
