@@ -11,12 +11,13 @@ from typing import Literal
 import requests
 from pydantic import Field
 
+from publisher import __version__
 from publisher.config.base import SourceSettingsBase
 from publisher.discovery.page import feed_links_of
 from publisher.errors import SourceError
 from publisher.models import SourceResult, SourceState
 from publisher.sources.base import SourceContext, SourceKind
-from publisher.sources.fetching import Download, download, installed_version, is_remote, local_path, read_file
+from publisher.sources.fetching import Download, download, is_remote, local_path, read_file
 from publisher.sources.jsonfeed import looks_like_json, parse_json_feed
 from publisher.sources.normalize import RawItem, canonical_url, is_held_back, normalize_items
 from publisher.sources.xmlfeed import FeedParseError, ParsedFeed, looks_like_html, parse_xml_feed
@@ -121,7 +122,7 @@ class FeedSource:
         """SHA-256 of the bytes and of everything that decides what they become."""
         digest = hashlib.sha256()
         for part in (
-            installed_version(),
+            __version__,  # a new release reads every feed again
             self.settings.model_dump_json(),
             str(self._zone),
             self._default_language or "",

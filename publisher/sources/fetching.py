@@ -20,7 +20,7 @@ from publisher.errors import SourceError
 MAX_BYTES = 20 * 1024 * 1024  # a feed or an article page is far smaller; more means something is wrong
 
 
-def installed_version() -> str:
+def _version() -> str:
     try:
         return version("publisher")
     except PackageNotFoundError:  # running from a source tree that was never installed
@@ -30,7 +30,7 @@ def installed_version() -> str:
 def user_agent(site_url: str | None = None) -> str:
     """publisher/<installed version>, with the site's address when known (who to ask about us)."""
     about = f"+{site_url}" if site_url else "newsletter and feed syndication"
-    return f"publisher/{installed_version()} ({about})"
+    return f"publisher/{_version()} ({about})"
 
 
 USER_AGENT = user_agent()
