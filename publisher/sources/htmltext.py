@@ -47,7 +47,6 @@ _NH3_DROPPED = set(DROPPED_WITH_CONTENT)
 _NH3_ATTRIBUTES = {tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()}
 _NH3_SCHEMES = set(URL_SCHEMES)
 
-_WHITESPACE = re.compile(r"\s+")
 # h1 is the page title's level, h5/h6 are rare: keep them as headings the allowed set knows (one pass).
 _HEADING = re.compile(r"<(/?)h([156])\b", re.IGNORECASE)
 # nh3's output is normalized (double-quoted attributes), so this cannot be fooled by odd quoting.
@@ -63,8 +62,9 @@ _INVISIBLE_TAGS = frozenset({"script", "style", "template", "noscript", "svg", "
 # html_to_text's fast path. A fragment made only of text without "<" and of plain tags (what feeds
 # send nearly always) is read with one regex; html.parser (pure Python, ~100 µs for a short feed
 # description) reads everything else: comments, doctypes, a "<" in text, unquoted values with "/" or
-# right before "/>" (html.parser reads <svg x=1/> as a start tag, not a self-closing one), and the tags whose content some parser version reads raw (script, style, textarea, title, ...). Both
-# give the same text (tests/test_sources_fast_paths.py compares them on generated fragments). Not lxml:
+# right before "/>" (html.parser reads <svg x=1/> as a start tag, not a self-closing one), and the
+# tags whose content some parser version reads raw (script, style, textarea, title, ...). Both give
+# the same text (tests/test_sources_fast_paths.py compares them on generated fragments). Not lxml:
 # libxml2 decodes fewer entities than html.unescape (HTML5 names, &#128; as in windows-1252) and
 # moves text around in broken markup, so summaries would change.
 _SIMPLE_TAG = re.compile(
