@@ -54,6 +54,9 @@ class SourceResult:
     # one message per item not taken (contains ": skipped: ") or taken with a caveat
     warnings: list[str] = field(default_factory=list)
     title: str | None = None  # the source's own reader-facing name (a feed's title), when it has one
+    # What was read, fingerprinted with everything that shapes its articles; the same fingerprint at
+    # the next fetch means the same articles (a source answers not_modified then). None: not kept.
+    content_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class SourceState:
     last_success_at: datetime | None = None
     last_error: str | None = None
     consecutive_failures: int = 0
+    content_digest: str | None = None  # SourceResult.content_digest of the last full read
 
 
 class SubscriberStatus(enum.StrEnum):

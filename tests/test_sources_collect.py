@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from publisher.config import load_config
+from publisher.config import Config, load_config
 from publisher.models import Article
 from publisher.pipeline import collect
 from publisher.store import Store
@@ -100,5 +100,38 @@ def test_an_undated_article_keeps_its_first_seen_time_when_its_text_changes(stor
         [stored] = store.articles.latest("ar", 10)
         assert stored.title == "ساعات العمل الجديدة"
         assert (stored.published_at, stored.updated_at) == (seen, seen)
+    finally:
+        store.close()
+
+
+def test_an_unchanged_feed_is_not_modified_until_its_bytes_or_the_config_change(
+    tmp_path: Path, store_url: str, server: LoopbackHttpServer
+) -> None:
+    """No ETag from the server: the second collect of the same bytes is "not modified" (nothing new,
+    nothing updated), a new credit in config.yaml is applied to the stored article at the next
+    collect, and so are new bytes."""
+    url = server.route("/ar.xml", FEED, content_type="application/rss+xml")
+
+    def configured(credit: str) -> Config:
+        sources = f"  - kind: feed\n    name: site-ar\n    url: {url}\n    credit: {credit}\n"
+        return load_config(write_config(tmp_path, store_url=store_url, sources=sources))
+
+    store = Store.open(store_url)
+    try:
+        first = collect(configured("Levant Agency"), store).sources[0]
+        assert (first.new, first.not_modified) == (1, False)
+        assert store.sources.get("site-ar").content_digest
+        again = collect(configured("Levant Agency"), store).sources[0]
+        assert (again.new, again.updated, again.not_modified, again.error) == (0, 0, True, None)
+        assert len(server.requests) == 2
+        recredited = collect(configured("Levant News Agency"), store).sources[0]
+        assert (recredited.updated, recredited.not_modified) == (1, False)
+        [stored] = store.articles.latest("ar", 10)
+        assert stored.source_credit == "Levant News Agency"
+        server.route("/ar.xml", FEED.replace("القصف تجدد", "القصف تجدد صباحا"), content_type="application/rss+xml")
+        changed = collect(configured("Levant News Agency"), store).sources[0]
+        assert (changed.updated, changed.not_modified) == (1, False)
+        [stored] = store.articles.latest("ar", 10)
+        assert stored.summary == "قالت مصادر محلية إن القصف تجدد صباحا."
     finally:
         store.close()

@@ -234,6 +234,53 @@ def test_a_changed_feed_is_fetched_again(server: LoopbackHttpServer) -> None:
     assert result.not_modified is False and result.etag == '"v2"' and len(result.articles) == 2
 
 
+def test_the_same_bytes_under_the_same_settings_are_not_parsed_again(
+    server: LoopbackHttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server without validators sends the whole feed again: the same bytes are recognized by their
+    digest and answered like a 304; other bytes or other settings are read in full."""
+    body = (FEEDS / "atom.xml").read_bytes()
+    url = server.route("/en/atom.xml", body)
+    first = fetch(feed_source(url))
+    assert len(first.articles) == 2 and first.content_digest
+
+    def no_parse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the feed was parsed again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("publisher.sources.feeds.parse_xml_feed", no_parse)
+        again = fetch(feed_source(url), content_digest=first.content_digest)
+    assert len(server.requests) == 2  # fetched, not cached: only the parse was spared
+    assert again.not_modified is True and again.articles == [] and again.content_digest == first.content_digest
+
+    other_settings = fetch(feed_source(url, section="economy"), content_digest=first.content_digest)
+    assert other_settings.not_modified is False and len(other_settings.articles) == 2
+    assert other_settings.content_digest not in (None, first.content_digest)
+    server.route("/en/atom.xml", body.replace(b"</title>", b" (corrected)</title>", 1))
+    changed = fetch(feed_source(url), content_digest=first.content_digest)
+    assert changed.not_modified is False and len(changed.articles) == 2
+    assert changed.content_digest not in (None, first.content_digest)
+
+
+def test_a_read_that_held_an_item_back_is_read_again_when_its_day_comes(server: LoopbackHttpServer) -> None:
+    feed = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>T</title><language>en</language>'
+        "<item><title>Tomorrow's story</title><link>https://news.example.org/en/tomorrow</link>"
+        "<pubDate>Wed, 04 Dec 2024 09:00:00 +0000</pubDate></item></channel></rss>"
+    )
+    url = server.route("/en/rss.xml", feed, content_type=RSS)
+    held = fetch(feed_source(url))  # NOW is the 2nd, 20:00 UTC: more than a day ahead
+    assert held.articles == [] and any("held back" in w for w in held.warnings)
+    assert held.content_digest is None  # nothing recorded: the same bytes must be read again
+    later = FeedSource(
+        FeedSourceSettings(kind="feed", name="site-feed", url=url),
+        site_timezone=ZONE,
+        clock=lambda: datetime(2024, 12, 4, 9, 0, tzinfo=UTC),
+    )
+    taken = fetch(later, content_digest=held.content_digest)
+    assert [a.title for a in taken.articles] == ["Tomorrow's story"] and taken.content_digest
+
+
 def test_every_request_has_a_timeout_and_our_user_agent(server: LoopbackHttpServer) -> None:
     url = server.route("/en/atom.xml", (FEEDS / "atom.xml").read_bytes())
     fetch(feed_source(url))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field, replace
 
@@ -55,6 +56,9 @@ def collect(config: Config, store: Store, *, session: requests.Session | None = 
     languages = site_languages(config)
     default_language = languages[0] if len(languages) == 1 else None
     aliases = section_alias_map(config)
+    # what this stage does to a source's articles after the source: a feed mixes it into the digest
+    # by which it recognizes an unchanged read
+    fingerprint = json.dumps([config.site.name, sorted(aliases.items())], ensure_ascii=False)
     for settings in config.sources:
         if not settings.enabled:
             continue
@@ -70,6 +74,7 @@ def collect(config: Config, store: Store, *, session: requests.Session | None = 
                 languages=languages,
                 session=session,
                 base_dir=config.base_dir,  # paths in source settings are relative to the config file
+                fingerprint=fingerprint,
             )
             result = source.fetch(state)
         except SourceError as exc:
@@ -91,6 +96,7 @@ def collect(config: Config, store: Store, *, session: requests.Session | None = 
                 last_modified=result.last_modified,
                 count=len(result.articles),
                 not_modified=result.not_modified,
+                content_digest=result.content_digest,
             )
             for warning in result.warnings:
                 log.warning("source %s: %s", settings.name, warning)

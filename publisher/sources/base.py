@@ -36,6 +36,9 @@ class SourceContext:
     session: shared HTTP connection pool (the caller closes it); None opens one per fetch.
     base_dir: relative local paths resolve against it (the config file's directory); None: the
         current directory.
+    fingerprint: what else decides what a source's articles become once fetched (the collect
+        stage's section aliases and credits): a source that recognizes unchanged content by a digest
+        mixes it in, so that a config change is applied to articles still in the feed.
     """
 
     site_base_url: str
@@ -44,6 +47,7 @@ class SourceContext:
     languages: tuple[str, ...] = ()
     session: requests.Session | None = None
     base_dir: Path | None = None
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)

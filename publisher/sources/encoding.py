@@ -48,6 +48,11 @@ _NON_ASCII_BYTES = re.compile(rb"[^\s<>]*[\x80-\xff][^\s<>]*")
 # A single-byte misreading yields Latin-1/Latin Extended, Greek or Cyrillic letters: text without any
 # (Arabic, say) needs no mess measure.
 _MISREAD_LETTERS = re.compile(r"[\u0080-\u04ff]")
+# Every pattern of ftfy's badness test needs one of these (Latin-1 to Cyrillic, general punctuation
+# to box drawing, U+F8FF, the fi/fl ligatures, U+FFFD): text without any, Arabic say, is not bad
+# and skips ftfy's large regex (tests/test_sources_fast_paths.py checks the set against ftfy's).
+MOJIBAKE_CHARACTERS = "\u0080-\u04ff\u2000-\u2bff\uf8ff\ufb01\ufb02\ufffd"
+_MOJIBAKE_CHARACTER = re.compile(f"[{MOJIBAKE_CHARACTERS}]")
 _UNICODE_CODECS = frozenset({"utf-8", "utf-8-sig", "utf-16", "utf-32", "utf-16-le", "utf-16-be"})
 
 
@@ -176,7 +181,7 @@ def repair_text(value: str | None) -> tuple[str | None, bool]:
     if not value or value.isascii():
         return value, False
     repaired = False
-    if is_bad(value):
+    if _MOJIBAKE_CHARACTER.search(value) and is_bad(value):
         fixed = str(_ftfy().fix_encoding(value))
         if fixed != value:
             value, repaired = fixed, True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Literal
 import requests
 from pydantic import Field
 
+from publisher import __version__
 from publisher.config.base import SourceSettingsBase
 from publisher.discovery.page import feed_links_of
 from publisher.errors import SourceError
@@ -17,7 +19,7 @@ from publisher.models import SourceResult, SourceState
 from publisher.sources.base import SourceContext, SourceKind
 from publisher.sources.fetching import Download, download, is_remote, local_path, read_file
 from publisher.sources.jsonfeed import looks_like_json, parse_json_feed
-from publisher.sources.normalize import RawItem, canonical_url, normalize_items
+from publisher.sources.normalize import RawItem, canonical_url, is_held_back, normalize_items
 from publisher.sources.xmlfeed import FeedParseError, ParsedFeed, looks_like_html, parse_xml_feed
 
 ACCEPT = (
@@ -40,7 +42,13 @@ def utc_now() -> datetime:
 
 class FeedSource:
     """One feed. fetch() raises SourceError when the feed as a whole is unusable; a bad entry only
-    adds a warning."""
+    adds a warning.
+
+    A feed whose bytes are those of the last full read, under the same settings, is answered like a
+    304 (not_modified) without being parsed again: the same bytes give the same articles. Not when
+    the last read held an item back for its future date (that one is taken once its day comes).
+    `fingerprint` names what else shapes the articles later (the collect stage's aliases and credits).
+    """
 
     def __init__(
         self,
@@ -52,6 +60,7 @@ class FeedSource:
         session: requests.Session | None = None,
         base_dir: Path | None = None,
         clock: Callable[[], datetime] = utc_now,
+        fingerprint: str = "",
     ) -> None:
         self.name = settings.name
         self.settings = settings
@@ -61,6 +70,7 @@ class FeedSource:
         self._session = session
         self._base_dir = base_dir
         self._clock = clock
+        self._fingerprint = fingerprint
 
     @property
     def _setting(self) -> str:
@@ -74,6 +84,15 @@ class FeedSource:
                 not_modified=True,
                 etag=fetched.etag,
                 last_modified=fetched.last_modified,
+            )
+        digest = self._content_digest(fetched)
+        if state.content_digest == digest:
+            return SourceResult(
+                source_name=self.name,
+                not_modified=True,
+                etag=fetched.etag,
+                last_modified=fetched.last_modified,
+                content_digest=digest,
             )
         parsed = self._parse(fetched)
         language_hint = f"the feed names none; set language: in sources[{self.name}] in config.yaml"
@@ -96,7 +115,26 @@ class FeedSource:
             last_modified=fetched.last_modified,
             warnings=parsed.warnings + warnings,
             title=parsed.title,
+            content_digest=None if any(is_held_back(w) for w in warnings) else digest,
         )
+
+    def _content_digest(self, fetched: Download) -> str:
+        """SHA-256 of the bytes and of everything that decides what they become."""
+        digest = hashlib.sha256()
+        for part in (
+            __version__,  # a new release reads every feed again
+            self.settings.model_dump_json(),
+            str(self._zone),
+            self._default_language or "",
+            ",".join(self._languages),
+            self._fingerprint,
+            fetched.url,
+            fetched.content_type or "",
+            fetched.charset or "",
+        ):
+            digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+        digest.update(fetched.body)
+        return digest.hexdigest()
 
     def _download(self, state: SourceState) -> Download:
         location = self.settings.url
@@ -151,6 +189,7 @@ def _build(settings: FeedSourceSettings, context: SourceContext) -> FeedSource:
         languages=context.languages,
         session=context.session,
         base_dir=context.base_dir,
+        fingerprint=context.fingerprint,
     )
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "build_article",
     "canonical_url",
     "coerce_datetime",
+    "is_held_back",
     "is_skip",
     "keep_newest",
     "normalize_items",
@@ -52,10 +53,16 @@ __all__ = [
 # Items dated further ahead than this are held back: a typo'd year would pin them to the top.
 FUTURE_TOLERANCE = timedelta(days=1)
 SKIPPED = ": skipped: "  # every message about an item not taken contains it
+HELD_BACK = "held back: "  # follows SKIPPED for an item dated in the future: taken once its day comes
 
 
 class ItemSkipped(Exception):
     """One item cannot become an article; the source keeps the others and reports why."""
+
+
+def is_held_back(message: str) -> bool:
+    """True for the message about an item held back for its future date."""
+    return f"{SKIPPED}{HELD_BACK}" in message
 
 
 def is_skip(message: str) -> bool:
@@ -179,7 +186,7 @@ def build_article(
         warnings.append(f"{item.where} has no date; using the time first seen ({published.isoformat()})")
     if published > now + FUTURE_TOLERANCE:
         raise ItemSkipped(
-            f"{item.where}{SKIPPED}held back: it is dated {published:%Y-%m-%d %H:%M} UTC, more than a day "
+            f"{item.where}{SKIPPED}{HELD_BACK}it is dated {published:%Y-%m-%d %H:%M} UTC, more than a day "
             "ahead (a typo in its date?); it is taken when that day comes"
         )
     if updated is None or updated < published:

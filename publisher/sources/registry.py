@@ -63,6 +63,7 @@ def build_source(
     languages: Collection[str] = (),
     session: requests.Session | None = None,
     base_dir: Path | None = None,
+    fingerprint: str = "",
 ) -> Source:
     """A ready source for one sources[] entry of config.yaml (see SourceContext for the arguments)."""
     context = SourceContext(
@@ -72,6 +73,7 @@ def build_source(
         languages=tuple(languages),
         session=session,
         base_dir=base_dir,
+        fingerprint=fingerprint,
     )
     kind = source_kinds().get(settings.kind)
     if kind is None:

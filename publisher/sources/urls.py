@@ -21,6 +21,11 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 # AMP variants of an article page: /story/amp, /amp/story, /story.amp.html, ?amp=1, ?outputType=amp
 _AMP_SEGMENT = "amp"
 _AMP_SUFFIX = re.compile(r"\.amp(\.html?)$", re.IGNORECASE)
+# An absolute http(s) URL that urljoin returns as it is, whatever the base: lower-case scheme, a host
+# name only, no params (;), no empty "?", no fragment, nothing urllib strips (whitespace, controls).
+_PLAIN_ABSOLUTE = re.compile(r"https?://[A-Za-z0-9][A-Za-z0-9.-]*(?:/[^?#;\s\x00-\x1f\x7f]*)?(?:\?[^#;\s\x00-\x1f\x7f]+)?\Z")
+# A netloc that is only a host name: urllib's hostname would be the same text, lower-cased.
+_PLAIN_HOST = re.compile(r"[^@:\[\]%]*\Z")
 
 
 def _is_tracking(name: str, value: str) -> bool:
@@ -46,16 +51,25 @@ def canonical_url(url: str) -> str:
     no fragment, no trailing slash, no tracking parameters (others keep their order), no AMP variant."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if host.startswith("amp.") and host.count(".") >= 2:
-        host = host[4:]
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    if parts.port is not None and parts.port != _DEFAULT_PORTS.get(scheme):
-        host = f"{host}:{parts.port}"
-    if parts.username:
-        host = f"{parts.username}@{host}"
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k, v)]
+    if _PLAIN_HOST.match(parts.netloc):  # no user, port, IPv6 literal or zone: hostname is netloc
+        host = parts.netloc.lower()
+        if host.startswith("amp.") and host.count(".") >= 2:
+            host = host[4:]
+    else:
+        host = (parts.hostname or "").lower()
+        if host.startswith("amp.") and host.count(".") >= 2:
+            host = host[4:]
+        if ":" in host:  # an IPv6 literal keeps its brackets
+            host = f"[{host}]"
+        if parts.port is not None and parts.port != _DEFAULT_PORTS.get(scheme):
+            host = f"{host}:{parts.port}"
+        if parts.username:
+            host = f"{parts.username}@{host}"
+    query = (
+        [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k, v)]
+        if parts.query
+        else []
+    )
     path = _without_amp(parts.path or "/")
     if len(path) > 1:
         path = path.rstrip("/") or "/"
@@ -67,7 +81,10 @@ def absolute_http_url(value: str | None, base: str) -> str | None:
     """An absolute http(s) URL, resolved against `base`; anything else (javascript:, data:) gives None."""
     if value is None or not value.strip():
         return None
-    resolved = urljoin(base, value.strip())
+    value = value.strip()
+    if _PLAIN_ABSOLUTE.match(value):  # what urljoin and the checks below would give back unchanged
+        return value
+    resolved = urljoin(base, value) if base else value  # urljoin's own answer for no base
     parts = urlsplit(resolved)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return None

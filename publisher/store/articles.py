@@ -128,8 +128,15 @@ class ArticleRepository:
         by_uid: dict[str, dict[str, Any]] = {}
         by_url: dict[str, dict[str, Any]] = {}
         uids = list(dict.fromkeys(a.id for a in batch))
-        urls = list(dict.fromkeys(a.canonical_url for a in batch if a.canonical_url))
-        for column, keys in ((articles.c.uid, uids), (articles.c.canonical_url, urls)):
+        for column, keys in ((articles.c.uid, uids), (articles.c.canonical_url, None)):
+            if keys is None:  # by URL only what the ids did not find (a re-read finds them all by id)
+                keys = list(
+                    dict.fromkeys(
+                        a.canonical_url
+                        for a in batch
+                        if a.canonical_url and a.id not in by_uid and a.canonical_url not in by_url
+                    )
+                )
             for start in range(0, len(keys), _CHUNK):
                 query = select(*columns).where(column.in_(keys[start : start + _CHUNK]))
                 for row in connection.execute(query):

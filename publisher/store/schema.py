@@ -180,6 +180,7 @@ source_states = Table(
     Column("last_error_at", UTCDateTime),
     Column("consecutive_failures", Integer, nullable=False, default=0),
     Column("last_count", Integer),
+    Column("content_digest", Text),  # a feed read whose bytes and settings give this is unchanged
 )
 
 # One row per scheduled slot of a job: decides who runs it and records skipped (too late) slots.
@@ -359,6 +360,12 @@ def _articles_canonical_url(connection: Connection) -> None:
 
 
 
+def _source_content_digest(connection: Connection) -> None:
+    """Stores made before unchanged feeds were recognized by their bytes get the column (empty)."""
+    if "content_digest" not in {c["name"] for c in inspect(connection).get_columns("source_states")}:
+        connection.execute(text("ALTER TABLE source_states ADD COLUMN content_digest TEXT"))
+
+
 def _digest_variants(connection: Connection) -> None:
     digest_variants.create(connection, checkfirst=True)
 
@@ -375,6 +382,7 @@ MIGRATIONS: list[Callable[[Connection], Any]] = [
     _articles_canonical_url,
     _digest_variants,
     _channel_posts,
+    _source_content_digest,
 ]
 
 

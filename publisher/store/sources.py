@@ -27,6 +27,7 @@ class SourceStateRepository:
             last_success_at=row.last_success_at,
             last_error=row.last_error,
             consecutive_failures=row.consecutive_failures,
+            content_digest=row.content_digest,
         )
 
     def all(self) -> list[tuple[SourceState, datetime | None, int | None]]:
@@ -42,6 +43,7 @@ class SourceStateRepository:
                     last_success_at=r.last_success_at,
                     last_error=r.last_error,
                     consecutive_failures=r.consecutive_failures,
+                    content_digest=r.content_digest,
                 ),
                 r.last_error_at,
                 r.last_count,
@@ -55,8 +57,17 @@ class SourceStateRepository:
                 connection.execute(source_states.insert().values(name=name, consecutive_failures=0))
 
     def record_success(
-        self, name: str, *, etag: str | None, last_modified: str | None, count: int, not_modified: bool = False
+        self,
+        name: str,
+        *,
+        etag: str | None,
+        last_modified: str | None,
+        count: int,
+        not_modified: bool = False,
+        content_digest: str | None = None,
     ) -> None:
+        """A fetch that worked. A not-modified answer keeps what the last full read recorded (its
+        validators, item count and content digest)."""
         self._ensure(name)
         values: dict[str, object] = {
             "last_success_at": datetime.now(UTC),
@@ -64,7 +75,7 @@ class SourceStateRepository:
             "last_error": None,
         }
         if not not_modified:
-            values.update(etag=etag, last_modified=last_modified, last_count=count)
+            values.update(etag=etag, last_modified=last_modified, last_count=count, content_digest=content_digest)
         with self._engine.begin() as connection:
             connection.execute(update(source_states).where(source_states.c.name == name).values(**values))
 
