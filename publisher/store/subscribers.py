@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -86,8 +87,10 @@ def import_batch(
         return []
     dialect = connection.dialect
     postgres = dialect.name == "postgresql"
-    # PostgreSQL: one array parameter (psycopg re-parses a query of 1,000 placeholders on every call)
-    where = "= ANY(%s)" if postgres else f"IN ({', '.join([_marker(dialect)] * len(rows))})"
+    # PostgreSQL: one text parameter split on the server (psycopg re-parses a query of 1,000
+    # placeholders on every call, and dumping a list as an array costs ~6 ms per 1,000 addresses);
+    # a checked address or a hash never holds a line break.
+    where = "= ANY(string_to_array(%s, E'\\n'))" if postgres else f"IN ({', '.join([_marker(dialect)] * len(rows))})"
     emails = [r.email for r in rows]
     existing = {
         found[1]: found
@@ -141,7 +144,32 @@ def import_batch(
 
 
 def _args(postgres: bool, values: list[str]) -> tuple[Any, ...]:
-    return (values,) if postgres else tuple(values)
+    return ("\n".join(values),) if postgres else tuple(values)
+
+
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+
+
+def _copy_field(value: str) -> str:
+    """A text value as COPY's text format needs it (backslash, tab and line breaks escaped)."""
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _copy_text(inserts: list[tuple[Any, ...]]) -> str:
+    """New rows (_INSERT_COLUMNS order) as one COPY text block, formatted here: psycopg's write_row
+    took ~15 us a row (a third of the import's CPU), this ~1.5 us. Every row of a batch shares the
+    one instant (`now`), so it is formatted once."""
+    lines: list[str] = []
+    stamps: dict[datetime, str] = {}
+    for email, name, language, status, sections, paused, created, updated, confirmed in inserts:
+        if _COPY_SPECIAL.search(f"{email}{name}{language}{status}{sections}") is not None:
+            email, name, language, status, sections = map(_copy_field, (email, name, language, status, sections))
+        stamp = stamps.get(created) or stamps.setdefault(created, created.isoformat())
+        confirmed_text = "\\N" if confirmed is None else (stamps.get(confirmed) or confirmed.isoformat())
+        changed = stamp if updated is created else updated.isoformat()
+        lines.append(f"{email}\t{name}\t{language}\t{status}\t{sections}\t{'t' if paused else 'f'}\t{stamp}\t"
+                     f"{changed}\t{confirmed_text}\n")
+    return "".join(lines)
 
 
 def _write_postgresql(connection: Connection, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]]) -> None:
@@ -166,8 +194,7 @@ def _copy_and_update(raw: Any, inserts: list[tuple[Any, ...]], updates: list[tup
     with raw.cursor() as cursor:
         if inserts:
             with cursor.copy(f"COPY {subscribers.name} ({', '.join(_INSERT_COLUMNS)}) FROM STDIN") as copy:
-                for values in inserts:
-                    copy.write_row(values)
+                copy.write(_copy_text(inserts))
         if updates:
             status, name, language, sections, stamps, ids = (list(column) for column in zip(*updates, strict=True))
             cursor.execute(
