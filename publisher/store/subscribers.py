@@ -113,7 +113,8 @@ def import_batch(
     unpaused = _bound(dialect, "paused", False)
     outcomes: list[str] = []
     inserts: list[tuple[Any, ...]] = []
-    updates: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []  # the status changes
+    renames: list[tuple[Any, ...]] = []  # the same status, other values
     for row in rows:
         if row.email in suppressed:
             outcomes.append("suppressed")
@@ -130,16 +131,17 @@ def import_batch(
         elif (found[2], found[3], found[4], found[5]) == (row.status.value, row.name, row.language, sections):
             outcomes.append("unchanged")  # a list imported again: nothing to write
         else:
-            updates.append((row.status.value, row.name, row.language, sections, stamp, found[0]))
+            changed = (updates if found[2] != row.status.value else renames)  # the status changes, or not
+            changed.append((row.status.value, row.name, row.language, sections, stamp, found[0]))
             outcomes.append("updated")
     if write and postgres:
-        _write_postgresql(connection, inserts, updates)
+        _write_postgresql(connection, inserts, updates, renames)
     elif write:
         insert_sql, update_sql = _sql(dialect)
         if inserts:
             connection.exec_driver_sql(insert_sql, inserts)
-        if updates:
-            connection.exec_driver_sql(update_sql, updates)
+        if updates or renames:
+            connection.exec_driver_sql(update_sql, updates + renames)
     return outcomes
 
 
@@ -172,7 +174,9 @@ def _copy_text(inserts: list[tuple[Any, ...]]) -> str:
     return "".join(lines)
 
 
-def _write_postgresql(connection: Connection, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]]) -> None:
+def _write_postgresql(
+    connection: Connection, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]], renames: list[tuple[Any, ...]]
+) -> None:
     """COPY for new rows and one UPDATE ... FROM unnest(arrays) for the rest, in the caller's transaction.
 
     psycopg's executemany sends each row as its own statement, at ~5,000 rows/s here; COPY and the
@@ -183,24 +187,31 @@ def _write_postgresql(connection: Connection, inserts: list[tuple[Any, ...]], up
     raw = connection.connection.driver_connection
     assert raw is not None
     try:
-        _copy_and_update(raw, inserts, updates)
+        _copy_and_update(raw, inserts, updates, renames)
     except psycopg.errors.UniqueViolation as exc:  # a concurrent import added one: the caller reads again
         raise IntegrityError(f"COPY {subscribers.name}", None, exc) from exc
     except psycopg.Error as exc:  # our errors are SQLAlchemy's, whatever the statement
         raise OperationalError(f"COPY/UPDATE {subscribers.name}", None, exc) from exc
 
 
-def _copy_and_update(raw: Any, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]]) -> None:
+def _copy_and_update(
+    raw: Any, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]], renames: list[tuple[Any, ...]]
+) -> None:
     with raw.cursor() as cursor:
         if inserts:
             with cursor.copy(f"COPY {subscribers.name} ({', '.join(_INSERT_COLUMNS)}) FROM STDIN") as copy:
                 copy.write(_copy_text(inserts))
-        if updates:
-            status, name, language, sections, stamps, ids = (list(column) for column in zip(*updates, strict=True))
+        # Rows whose status stays leave status out of SET, so the status trigger (AFTER UPDATE OF
+        # status: a PL/pgSQL call per row) does not run for a subscriber who was only renamed.
+        for changes_status, group in ((False, renames), (True, updates)):
+            if not group:
+                continue
+            status, name, language, sections, stamps, ids = (list(column) for column in zip(*group, strict=True))
             cursor.execute(
-                f"UPDATE {subscribers.name} AS s SET status = v.status, name = v.name, language = v.language, "
-                "sections = v.sections, updated_at = %s FROM unnest(%s::int[], %s::text[], %s::text[], "
-                "%s::text[], %s::text[]) AS v(id, status, name, language, sections) "
+                f"UPDATE {subscribers.name} AS s SET {'status = v.status, ' if changes_status else ''}"
+                "name = v.name, language = v.language, sections = v.sections, updated_at = %s "
+                "FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+                "AS v(id, status, name, language, sections) "
                 # the ANY lets the planner look the rows up by key instead of hashing the whole table
                 "WHERE s.id = v.id AND s.id = ANY(%s::int[])",
                 (stamps[0], ids, status, name, language, sections, ids),
