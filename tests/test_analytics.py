@@ -134,6 +134,10 @@ def test_per_subscriber_clicks_name_the_reader_signed_and_show_in_their_history(
         assert f"<bdi>{clicks[0].title}</bdi>" in history
         assert "Stories clicked" in run.client.get(f"/admin/subscribers/{run.subscriber_id(second)}").text
         assert clicks[0].title not in run.client.get(f"/admin/subscribers/{run.subscriber_id(second)}").text
+        # forgotten: the click still counts for the story, linked to nobody
+        assert run.store.subscribers.forget(run.subscriber_id(first))
+        assert ClickLedger(run.store.engine).per_story(digest_id) == {target.position: 1}
+        assert [row[4] for row in _rows(run, click_events)] == [None]
     finally:
         run.close()
 
@@ -260,3 +264,35 @@ def test_per_subscriber_alone_is_a_config_error_that_names_the_fix(tmp_path: Pat
     with pytest.raises(ConfigError) as caught:
         load_config(write_config(tmp_path, extra="analytics:\n  per_subscriber: true\n"))
     assert "analytics" in str(caught.value) and "analytics.clicks" in str(caught.value)
+
+
+def test_a_store_made_before_reader_clicks_and_opens_is_upgraded_in_place(store_url: str) -> None:
+    from sqlalchemy import delete, inspect, text
+
+    from publisher.store import schema
+
+    store = Store.open(store_url)
+    store.subscribers.upsert("kept@example.org", language="en")
+    with store.engine.begin() as connection:  # the schema as the previous version left it
+        serial = "SERIAL" if connection.dialect.name == "postgresql" else "INTEGER"
+        connection.execute(text("DROP TABLE open_events"))
+        connection.execute(text("DROP TABLE click_events"))
+        connection.execute(text(f"CREATE TABLE click_events (id {serial} PRIMARY KEY, digest_id INTEGER NOT NULL "
+                                "REFERENCES digests (id) ON DELETE CASCADE, position INTEGER NOT NULL, "
+                                "at TIMESTAMP WITH TIME ZONE NOT NULL)"))
+        connection.execute(delete(schema.schema_version).where(schema.schema_version.c.version == len(schema.MIGRATIONS)))
+    store.close()
+    again = Store.open(store_url)
+    try:
+        found = inspect(again.engine)
+        assert "subscriber_id" in {c["name"] for c in found.get_columns("click_events")}
+        assert "open_events" in found.get_table_names()
+        kept = again.subscribers.by_email("kept@example.org")
+        assert kept is not None
+        digest = again.digests.create("en", date(2024, 12, 2), "en", [])
+        ClickLedger(again.engine).record(digest.id, 1, subscriber_id=kept.id)
+        ClickLedger(again.engine).record_open(digest.id, subscriber_id=kept.id)
+        assert [c.position for c in ClickLedger(again.engine).of_subscriber(kept.id)] == [1]
+        assert ClickLedger(again.engine).opens([digest.id])[digest.id].unique == 1
+    finally:
+        again.close()
