@@ -201,21 +201,42 @@ def _copy_and_update(
         if inserts:
             with cursor.copy(f"COPY {subscribers.name} ({', '.join(_INSERT_COLUMNS)}) FROM STDIN") as copy:
                 copy.write(_copy_text(inserts))
-        # Rows whose status stays leave status out of SET, so the status trigger (AFTER UPDATE OF
-        # status: a PL/pgSQL call per row) does not run for a subscriber who was only renamed.
-        for changes_status, group in ((False, renames), (True, updates)):
-            if not group:
-                continue
-            status, name, language, sections, stamps, ids = (list(column) for column in zip(*group, strict=True))
-            cursor.execute(
-                f"UPDATE {subscribers.name} AS s SET {'status = v.status, ' if changes_status else ''}"
-                "name = v.name, language = v.language, sections = v.sections, updated_at = %s "
-                "FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[], %s::text[]) "
-                "AS v(id, status, name, language, sections) "
-                # the ANY lets the planner look the rows up by key instead of hashing the whole table
-                "WHERE s.id = v.id AND s.id = ANY(%s::int[])",
-                (stamps[0], ids, status, name, language, sections, ids),
-            )
+        if updates or renames:
+            _update_from_copy(cursor, updates, renames)
+
+
+_STAGED = "publisher_import_staged"  # a temporary table: this session's, empty between batches
+
+
+def _update_from_copy(cursor: Any, updates: list[tuple[Any, ...]], renames: list[tuple[Any, ...]]) -> None:
+    """Changed rows COPYed into a temporary table, then two UPDATE ... FROM it.
+
+    Arrays of 5,000 names cost the client ~30 ms each to dump; COPY text is formatted in ~2 ms. The
+    table is analyzed so the planner looks rows up by key rather than scanning the whole list. Rows
+    whose status stays leave status out of SET, so the status trigger (AFTER UPDATE OF status: a
+    PL/pgSQL call per row) does not run for a subscriber who was only renamed. Emptied in the same
+    transaction, so an atomic import's batches never see each other's rows.
+    """
+    cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGED} (id integer, status text, name text, "
+                   "language text, sections text, changes_status boolean)")
+    lines = []
+    for changes, group in (("t", updates), ("f", renames)):
+        for status, name, language, sections, _stamp, subscriber_id in group:
+            if _COPY_SPECIAL.search(f"{status}{name}{language}{sections}") is not None:
+                status, name, language, sections = map(_copy_field, (status, name, language, sections))
+            lines.append(f"{subscriber_id}\t{status}\t{name}\t{language}\t{sections}\t{changes}\n")
+    with cursor.copy(f"COPY {_STAGED} FROM STDIN") as copy:
+        copy.write("".join(lines))
+    cursor.execute(f"ANALYZE {_STAGED}")
+    stamp = (updates or renames)[0][4]
+    for changes_status in (True, False):
+        cursor.execute(
+            f"UPDATE {subscribers.name} AS s SET {'status = v.status, ' if changes_status else ''}"
+            f"name = v.name, language = v.language, sections = v.sections, updated_at = %s FROM {_STAGED} AS v "
+            f"WHERE s.id = v.id AND {'' if changes_status else 'NOT '}v.changes_status",
+            (stamp,),
+        )
+    cursor.execute(f"TRUNCATE {_STAGED}")
 
 
 class SubscriberRepository:
