@@ -10,11 +10,16 @@ Baselines, timed on a sample and extrapolated to N:
   - compile per subscriber: Jinja2 + MJML + css-inline + MIME for every subscriber;
   - EmailMessage per subscriber: the digest rendered once, the MIME message built with the stdlib.
 DKIM's cost: the same personalization with every copy signed, Ed25519 and RSA-2048 keys.
+Analytics' cost: the digest with analytics.clicks, opens and per_subscriber (every story link and
+the pixel carry the reader's signed part, one HMAC per message made in the loop as the pipeline's
+composer makes it), for N subscribers, against plain personalization in the same run.
+The load average is printed beside the figures (the machine may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 import tracemalloc
@@ -26,6 +31,7 @@ from email.utils import format_datetime
 
 from publisher.config import EditionSettings, SiteSettings
 from publisher.models import Article, Recipient, RenderedDigest
+from publisher.render.clicks import ClickLinks, rewrite
 from publisher.render.dkim import DkimSigner
 from publisher.render.email import DigestRenderer
 from publisher.render.message import MessageTemplate
@@ -100,7 +106,7 @@ def articles() -> list[Article]:
     return made
 
 
-def recipients(count: int) -> Iterator[Recipient]:
+def recipients(count: int, readers: ClickLinks | None = None) -> Iterator[Recipient]:
     for i in range(count):
         yield Recipient(
             delivery_id=i,
@@ -109,12 +115,13 @@ def recipients(count: int) -> Iterator[Recipient]:
             message_id=f"<{i}.ar.20241202@news.example.org>",
             unsubscribe_url=f"https://news.example.org/unsubscribe?token=tok{i:08d}.sig==&list=ar",
             preferences_url=f"https://news.example.org/preferences?token=tok{i:08d}.sig==",
+            reader=readers.reader(1, i) if readers else "",
         )
 
 
-def fast(template: MessageTemplate, count: int) -> int:
+def fast(template: MessageTemplate, count: int, readers: ClickLinks | None = None) -> int:
     total = 0
-    for person in recipients(count):
+    for person in recipients(count, readers):
         total += len(template.personalize(person))
     return total
 
@@ -206,6 +213,19 @@ def main() -> None:
     fast(template, 100)  # warm up: both variants (named / anonymous) encoded once
 
     fast_seconds, total_bytes = timed(lambda: fast(template, count))
+    load_plain = os.getloadavg()[0]
+    links = ClickLinks(SITE.secret, SITE.public_url)
+    counted = rewrite(digest, items, digest_id=1, links=links, base_url=SITE.base_url, clicks=True, opens=True,
+                      per_reader=True)
+    tracked = MessageTemplate.build(counted, **BUILD)  # type: ignore[arg-type]
+    fast(tracked, 100, links)
+    cpu = time.process_time()
+    tracked_seconds, tracked_bytes = timed(lambda: fast(tracked, count, links))
+    tracked_cpu = time.process_time() - cpu
+    cpu = time.process_time()
+    fast(template, count)  # plain again, by this process's CPU time too (the machine may be shared)
+    plain_cpu = time.process_time() - cpu
+    load_tracked = os.getloadavg()[0]
     compile_seconds, _ = timed(lambda: compile_per_subscriber(renderer, items, sample))
     stdlib_seconds, _ = timed(lambda: email_message_per_subscriber(digest, sample))
     signed = {kind: MessageTemplate.build(digest, **BUILD, signer=signer(kind)) for kind in ("ed25519", "rsa")}  # type: ignore[arg-type]
@@ -218,6 +238,7 @@ def main() -> None:
     rate = count / fast_seconds
     rows = [
         ("MessageTemplate.personalize (this)", rate, count / rate),
+        ("  + clicks, opens, per_subscriber", count / tracked_seconds, tracked_seconds),
         ("compile MJML per subscriber", sample / compile_seconds, count * compile_seconds / sample),
         ("EmailMessage per subscriber", sample / stdlib_seconds, count * stdlib_seconds / sample),
         ("personalize + DKIM Ed25519", sample / dkim_seconds["ed25519"], count * dkim_seconds["ed25519"] / sample),
@@ -241,6 +262,13 @@ def main() -> None:
         print(f"{label:<38}{per_second:>14,.0f}{_duration(seconds):>20}{rate / per_second:>11,.0f}x")
     print("-" * 84)
     print("baselines timed on", sample, "subscribers and extrapolated\n")
+    print(
+        f"analytics (clicks + opens + per_subscriber): {count / tracked_seconds:,.0f} messages/s, "
+        f"{tracked_bytes / count:,.0f} B each; ratio to plain personalization {fast_seconds / tracked_seconds:.2f} "
+        f"(load average 1 min: {load_plain:.1f} after plain, {load_tracked:.1f} after analytics); per CPU-second "
+        f"of this process: {count / tracked_cpu:,.0f} with analytics, {count / plain_cpu:,.0f} plain "
+        f"(ratio {plain_cpu / tracked_cpu:.2f})"
+    )
     print(
         f"peak traced memory while building: {peak_small / 1e6:,.2f} MB for {small:,}; "
         f"{peak_large / 1e6:,.2f} MB for {large:,} (flat: messages are not kept)"

@@ -108,6 +108,7 @@ class Recipient:
     message_id: str  # "<...@domain>"
     unsubscribe_url: str
     preferences_url: str
+    reader: str = ""  # analytics.per_subscriber: the signed reader part of click and open links
 
 
 @dataclass(frozen=True)

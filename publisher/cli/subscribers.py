@@ -27,7 +27,7 @@ from publisher.cli.common import (
 from publisher.importing.decoding import known_codec
 from publisher.importing.errors import ImportFileError
 from publisher.importing.formats import parse_map
-from publisher.importing.importer import BATCH_SIZE, ImportSettings, Progress, import_file
+from publisher.importing.importer import ImportSettings, Progress, batch_size, import_file
 from publisher.importing.report import Report
 from publisher.importing.rows import Candidate, RowChecker
 from publisher.models import SubscriberStatus
@@ -88,7 +88,7 @@ def import_(
         raise SystemExit(2) from exc
     except SQLAlchemyError as exc:
         err_console.print(
-            f"store error during the import: {getattr(exc, 'orig', None) or exc}. Batches of {BATCH_SIZE:,} "
+            f"store error during the import: {getattr(exc, 'orig', None) or exc}. Batches of {batch_size(store.engine):,} "
             "rows already committed stay; importing the file again updates them, it never duplicates.",
             highlight=False, markup=False,
         )

@@ -295,8 +295,19 @@ class WebSettings(Settings):
 
 
 class AnalyticsSettings(Settings):
-    # Story links go through /r/<token> and are counted per story per digest (nobody's own clicks).
-    clicks: bool = False
+    clicks: bool = Field(default=False, description="story links go through signed /r/ redirects, counted per "
+                         "story per digest")
+    opens: bool = Field(default=False, description="a 1x1 image /o/ in the HTML part counts opens per digest "
+                        "(Apple Mail Privacy Protection pre-fetches images: opens are inflated)")
+    per_subscriber: bool = Field(default=False, description="links and the pixel also carry the subscriber "
+                                 "(signed): clicks and opens recorded per subscriber")
+
+    @model_validator(mode="after")
+    def _per_subscriber_needs_a_count(self) -> AnalyticsSettings:
+        if self.per_subscriber and not (self.clicks or self.opens):
+            raise ValueError("per_subscriber records clicks or opens per subscriber: set analytics.clicks "
+                             "and/or analytics.opens to true, or remove per_subscriber")
+        return self
 
 
 class Config(Settings):

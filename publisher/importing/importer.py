@@ -1,7 +1,7 @@
 """An import from file to store: decode, read records, recognize the format, check rows, write batches.
 
-Rows are written BATCH_SIZE at a time (store.subscribers.import_batch: two SELECTs and two
-executemany per batch), each batch in its own transaction, or all in one with `atomic` -- then any
+Rows are written BATCH_SIZE at a time, POSTGRES_BATCH_SIZE on PostgreSQL (store.subscribers.import_batch:
+two SELECTs and two executemany per batch, COPY on PostgreSQL), each batch in its own transaction, or all in one with `atomic` -- then any
 skipped row rolls the whole import back. `dry_run` classifies every row against the store and writes
 nothing. An address that appears twice in a file is imported from its first row; later rows are
 reported with the line of the first (which one is right cannot be guessed, and a later "active" must not
@@ -10,7 +10,9 @@ quietly override an earlier "unsubscribed").
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
@@ -28,6 +30,10 @@ from publisher.importing.rows import Candidate, RowChecker
 from publisher.store.subscribers import ImportRow, import_batch
 
 BATCH_SIZE = 1000
+# A batch is a transaction, and each commit waits for the server: 100,000 new rows took 4.1 s in
+# batches of 1,000 and 2.6 s in batches of 5,000 (20,000: 2.4 s), same run, load average 2.8.
+POSTGRES_BATCH_SIZE = 5000
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (bytes read, file size)
 
@@ -38,7 +44,7 @@ class ImportSettings:
     atomic: bool = False
     encoding: str | None = None
     mapping: dict[str, str] | None = None
-    batch_size: int = BATCH_SIZE
+    batch_size: int | None = None  # None: BATCH_SIZE, POSTGRES_BATCH_SIZE on PostgreSQL
 
 
 @dataclass
@@ -105,8 +111,21 @@ def _header(path: Path, records: Iterator[Record | Broken], mapping: dict[str, s
     return layout
 
 
+def batch_size(engine: Engine) -> int:
+    """Rows per batch (and per transaction, unless atomic) on this store."""
+    return POSTGRES_BATCH_SIZE if engine.dialect.name == "postgresql" else BATCH_SIZE
+
+
 class _Writer:
-    """Batches of checked rows into the store, with the transaction policy of the settings."""
+    """Batches of checked rows into the store, with the transaction policy of the settings.
+
+    On PostgreSQL a batch is written on a worker thread while the next one is read and checked:
+    the import otherwise waits on the server for about half its time (measured: 38,759 rows per
+    CPU-second of this process but 20,127 rows/s on the wall). One batch is in flight at most; its
+    outcomes are reported, in order, before the next one is handed over, and its error (if any)
+    is raised here, in the importing thread. SQLite stays in this thread (an in-memory store's one
+    connection must not change threads, and its writes are this process's CPU anyway).
+    """
 
     def __init__(self, engine: Engine, report: Report, settings: ImportSettings) -> None:
         self._engine = engine
@@ -116,6 +135,10 @@ class _Writer:
         self._noted: list[int] = []  # indexes in the batch of rows with notes (a cleaned name)
         self._now = datetime.now(UTC)
         self._connection: Connection | None = None
+        self._batch_size = settings.batch_size or batch_size(engine)
+        self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer")
+                      if engine.dialect.name == "postgresql" else None)
+        self._pending: tuple[list[Candidate], list[int], Future[list[str]]] | None = None
         if settings.atomic or settings.dry_run:
             self._connection = engine.connect()
             self._transaction = self._connection.begin()
@@ -124,7 +147,7 @@ class _Writer:
         if candidate.notes:
             self._noted.append(len(self._batch))
         self._batch.append(candidate)
-        if len(self._batch) >= self._settings.batch_size:
+        if len(self._batch) >= self._batch_size:
             self.flush()
             return True
         return False
@@ -132,14 +155,29 @@ class _Writer:
     def flush(self) -> None:
         batch, self._batch = self._batch, []
         noted, self._noted = self._noted, []
+        self._collect()
         if not batch:
             return
         rows = [c.row for c in batch]
-        write = not self._settings.dry_run
-        if self._connection is not None:
-            outcomes = import_batch(self._connection, rows, now=self._now, write=write)
+        if self._pool is None:
+            self._outcomes(batch, noted, self._write(rows))
         else:
-            outcomes = self._own_transaction(rows)
+            self._pending = (batch, noted, self._pool.submit(self._write, rows))
+
+    def _write(self, rows: list[ImportRow]) -> list[str]:
+        if self._connection is not None:
+            return import_batch(self._connection, rows, now=self._now, write=not self._settings.dry_run)
+        return self._own_transaction(rows)
+
+    def _collect(self) -> None:
+        """Wait for the batch in flight and report it (its exception comes out here)."""
+        if self._pending is None:
+            return
+        batch, noted, future = self._pending
+        self._pending = None
+        self._outcomes(batch, noted, future.result())
+
+    def _outcomes(self, batch: list[Candidate], noted: list[int], outcomes: list[str]) -> None:
         self._report.count_all(outcomes)
         for index in noted:
             for note in batch[index].notes:
@@ -158,6 +196,7 @@ class _Writer:
 
     def finish(self) -> bool:
         """Commit what must be committed; True when rows were written."""
+        self._collect()
         if self._connection is None:
             return True
         if self._settings.dry_run or self._report.skipped:
@@ -167,6 +206,13 @@ class _Writer:
         return True
 
     def close(self) -> None:
+        """After an error too: the batch in flight ends, and is reported, before the connection closes."""
+        if self._pending is not None:
+            try:
+                self._collect()
+            except Exception as exc:  # the error that brought us here is on its way up: name this one too
+                log.error("import: the batch being written when the import stopped failed too: %s", exc)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         if self._connection is not None:
             self._connection.close()
-

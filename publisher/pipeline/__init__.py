@@ -22,10 +22,17 @@ from publisher.models import RenderedDigest
 from publisher.pipeline.channels import ChannelOutcome, run_channels
 from publisher.pipeline.collect import CollectReport, collect
 from publisher.pipeline.compose import EmailComposer, LinkMaker
-from publisher.pipeline.digest import SelectedDigest, archive_url, render_digest, select_digest
+from publisher.pipeline.digest import (
+    SelectedDigest,
+    archive_url,
+    render_digest,
+    select_digest,
+    with_analytics,
+)
 from publisher.pipeline.feeds import FeedReport, publish_feeds
 from publisher.pipeline.send import SendEngine, SendOutcome
 from publisher.pipeline.senders import senders_for
+from publisher.render.clicks import ClickLinks
 from publisher.render.dkim import signer_for
 from publisher.render.message import MessageTemplate
 from publisher.render.variants import frozen_variant
@@ -132,13 +139,19 @@ def run_edition(
         if len(articles) == len(selected.articles):
             return template
         subset = SelectedDigest(edition, day, articles, None)
+        # stories keep their numbers in the whole digest, so their clicks add up on the console
+        positions = [n for n, a in enumerate(selected.articles, start=1) if a.section in sections]
+
+        def render() -> RenderedDigest:
+            return with_analytics(config, render_digest(config, None, subset), articles, record.id, positions)
+
         # frozen like the digest: a send resumed after a template edit sends what the first recipients got
-        rendered = frozen_variant(store.digests, record.id, sections, lambda: render_digest(config, None, subset))
-        return template_for(config, edition, rendered)
+        return template_for(config, edition, frozen_variant(store.digests, record.id, sections, render))
 
     links = LinkMaker(config.site, config.message_id_domain)
+    readers = ClickLinks(config.site.secret, config.site.public_url) if config.analytics.per_subscriber else None
     composer = EmailComposer(record.id, template, parseaddr(edition.from_address)[1], links, variant,
-                             smtp_wire=getattr(transport, "name", None) == "smtp")
+                             smtp_wire=getattr(transport, "name", None) == "smtp", readers=readers)
     engine = SendEngine(
         store,
         transport,

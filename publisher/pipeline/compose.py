@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from publisher.config import SiteSettings
 from publisher.models import OutgoingMessage, Recipient
+from publisher.render.clicks import ClickLinks
 from publisher.render.message import MessageTemplate
 from publisher.store import PendingDelivery
 from publisher.tokens import TokenSigner
@@ -64,8 +65,10 @@ class EmailComposer:
         variant: Callable[[frozenset[str]], MessageTemplate | None] | None = None,
         *,
         smtp_wire: bool = False,
+        readers: ClickLinks | None = None,
     ) -> None:
-        """smtp_wire: also build each message's SMTP DATA content (for an SMTP channel)."""
+        """smtp_wire: also build each message's SMTP DATA content (for an SMTP channel); readers:
+        sign each recipient into the digest's click and open links (analytics.per_subscriber)."""
         self.digest_id = digest_id
         self.template = template
         self.sender = sender
@@ -74,6 +77,7 @@ class EmailComposer:
         self.variant = variant
         self._variants: dict[frozenset[str], MessageTemplate | None] = {}
         self.smtp_wire = smtp_wire
+        self.readers = readers
 
     def __call__(self, row: PendingDelivery) -> OutgoingMessage | NotSent:
         template = self.template
@@ -93,6 +97,7 @@ class EmailComposer:
             message_id=message_id,
             unsubscribe_url=self.links.unsubscribe_url(row.subscriber_id),
             preferences_url=self.links.preferences_url(row.subscriber_id),
+            reader=self.readers.reader(self.digest_id, row.subscriber_id) if self.readers else "",
         )
         wire: bytes | None = None
         try:

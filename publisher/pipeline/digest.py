@@ -7,6 +7,7 @@ and the archive page shows what subscribers received.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -84,13 +85,28 @@ def render_digest(config: Config, store: Store | None, selected: SelectedDigest)
         selected.articles, selected.day, archive_url=archive_url(config, selected.edition.id, selected.day)
     )
     if store is not None and selected.record is not None:
-        if config.analytics.clicks:
-            links = ClickLinks(config.site.secret, config.site.public_url)
-            rendered = rewrite(rendered, selected.articles, digest_id=selected.record.id, links=links,
-                               base_url=config.site.base_url)
+        rendered = with_analytics(config, rendered, selected.articles, selected.record.id)
         store.digests.save_rendered(selected.record.id, rendered)
         stored = store.digests.get(selected.record.id)
         # a concurrent renderer may have stored first: send what is in the store
         if stored is not None and stored.rendered is not None:
             rendered = stored.rendered
     return rendered
+
+
+def with_analytics(
+    config: Config,
+    rendered: RenderedDigest,
+    articles: Sequence[StoredArticle],
+    digest_id: int,
+    positions: Sequence[int] | None = None,
+) -> RenderedDigest:
+    """The rendered digest (or a section variant of it: `positions` are its stories' places in the
+    whole digest) with counted links and the open pixel, as analytics asks; unchanged when it asks none."""
+    analytics = config.analytics
+    if not (analytics.clicks or analytics.opens):
+        return rendered
+    links = ClickLinks(config.site.secret, config.site.public_url)
+    return rewrite(rendered, articles, digest_id=digest_id, links=links, base_url=config.site.base_url,
+                   positions=positions, clicks=analytics.clicks, opens=analytics.opens,
+                   per_reader=analytics.per_subscriber)

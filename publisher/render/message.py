@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from publisher.models import Recipient, RenderedDigest
+from publisher.render.clicks import is_reader
 from publisher.render.slots import SLOT_PATTERN, conditional_keys, resolve_conditionals, slot_values
 from publisher.render.transfer import BASE64, CRLF, Base64Body, choose_encoding, encode_qp_piece, qp
 from publisher.render.wire import END, stuff, stuff_message, stuff_parts
@@ -50,6 +51,13 @@ class _Flat:
         self.parts, self.holes, self.stuffed = parts, holes, stuffed
         # a quoted-printable value opens a line and may start with "." (header values and base64 never)
         self.qp_holes = [index for index, hole in holes if isinstance(hole, tuple) and hole[0] not in _HEADER_HOLES]
+        # each distinct hole once, with every place it fills (click links repeat the READER slot)
+        groups: dict[_Hole, list[int]] = {}
+        for index, hole in holes:
+            if isinstance(hole, tuple):
+                groups.setdefault(hole, []).append(index)
+        self.groups = list(groups.items())
+        self.base64 = [(index, hole) for index, hole in holes if isinstance(hole, Base64Body)]
 
 
 class MessageTemplate:
@@ -162,39 +170,35 @@ class MessageTemplate:
         if not _MESSAGE_ID.fullmatch(recipient.message_id):
             raise ValueError(f"not a Message-ID (<local@domain>): {recipient.message_id!r}")
         unsubscribe = check_url(recipient.unsubscribe_url, "unsubscribe_url")
+        if not is_reader(recipient.reader):
+            raise ValueError(f"not a reader part of a click link: {recipient.reader!r}")
         values = slot_values(unsubscribe_url=unsubscribe,
                              preferences_url=check_url(recipient.preferences_url, "preferences_url"),
-                             name=name, email=address)
+                             name=name, email=address, reader=recipient.reader, mailed=True)
         flat = self._variant(frozenset(key for key in self._conditions if values.get(key)))
-        holes = flat.holes
         filled = flat.parts.copy()
-        encoded: dict[_Hole, bytes] = {}
-        for index, hole in holes:
-            if isinstance(hole, Base64Body):
-                filled[index] = hole.fill(
-                    {
-                        key: (html.escape(value, quote=True) if hole.in_html else value).encode("utf-8")
-                        for key, value in values.items()
-                    }
-                )
-                continue
-            assert isinstance(hole, tuple)
-            piece = encoded.get(hole)
-            if piece is None:
-                key, in_html = hole
-                if key == _TO:
-                    piece = mailbox_from(name, address)
-                elif key == _MESSAGE_ID_HOLE:
-                    piece = recipient.message_id.encode("ascii")
-                elif key == _LIST_UNSUBSCRIBE:
-                    piece = b"<" + unsubscribe.encode("ascii") + b">"
-                    if self._mailto:
-                        piece += b",\r\n <" + self._mailto.encode("ascii") + b">"
-                else:
-                    value = values[key]
-                    piece = encode_qp_piece(html.escape(value, quote=True) if in_html else value)
-                encoded[hole] = piece
-            filled[index] = piece
+        for index, body in flat.base64:
+            filled[index] = body.fill(
+                {
+                    key: (html.escape(value, quote=True) if body.in_html else value).encode("utf-8")
+                    for key, value in values.items()
+                }
+            )
+        for hole, indexes in flat.groups:
+            key, in_html = hole
+            if key == _TO:
+                piece = mailbox_from(name, address)
+            elif key == _MESSAGE_ID_HOLE:
+                piece = recipient.message_id.encode("ascii")
+            elif key == _LIST_UNSUBSCRIBE:
+                piece = b"<" + unsubscribe.encode("ascii") + b">"
+                if self._mailto:
+                    piece += b",\r\n <" + self._mailto.encode("ascii") + b">"
+            else:
+                value = values[key]
+                piece = encode_qp_piece(html.escape(value, quote=True) if in_html else value)
+            for index in indexes:
+                filled[index] = piece
         message = b"".join(filled)
         return (self._signer(message) if self._signer else message), flat, filled
 

@@ -27,6 +27,10 @@ class Slot(enum.StrEnum):
     PREFERENCES_URL = "PREFERENCES"
     NAME = "NAME"
     EMAIL = "EMAIL"
+    # analytics.per_subscriber: "/<signed reader>" after a click or open link; empty in public copies
+    READER = "READER"
+    # non-empty in a mailed copy only: the open pixel (analytics.opens) sits in an IFMAILED block
+    MAILED = "MAILED"
 
 
 REQUIRED_SLOTS: frozenset[Slot] = frozenset({Slot.UNSUBSCRIBE_URL})
@@ -49,19 +53,23 @@ _CONDITIONAL = re.compile(
 )
 
 
-def slot_values(*, unsubscribe_url: str, preferences_url: str, name: str = "", email: str = "") -> dict[str, str]:
+def slot_values(
+    *, unsubscribe_url: str, preferences_url: str, name: str = "", email: str = "", reader: str = "", mailed: bool = False
+) -> dict[str, str]:
     """The one mapping from a recipient's (or a public page's) values to the slots they fill."""
     return {
         Slot.UNSUBSCRIBE_URL.value: unsubscribe_url,
         Slot.PREFERENCES_URL.value: preferences_url,
         Slot.NAME.value: name,
         Slot.EMAIL.value: email,
+        Slot.READER.value: reader,
+        Slot.MAILED.value: "1" if mailed else "",
     }
 
 
 def public_values(link: str) -> dict[str, str]:
     """Slots of a copy nobody in particular reads (archive, console, preview): no name, no address,
-    and `link` where the personal links would be."""
+    `link` where the personal links would be, no reader in click links and no open pixel."""
     return slot_values(unsubscribe_url=link, preferences_url=link)
 
 

@@ -65,6 +65,8 @@ def _lines(data: bytes) -> bytes:
     if not data:
         return b""
     encoded = binascii.b2a_base64(data, newline=False)
+    if len(encoded) <= B64_LINE:  # the bytes around a value (per recipient, per slot): one line
+        return encoded + CRLF
     return b"".join(encoded[i : i + B64_LINE] + CRLF for i in range(0, len(encoded), B64_LINE))
 
 
@@ -92,7 +94,9 @@ class Base64Body:
 
     def fill(self, values: Mapping[str, bytes]) -> bytes:
         """The encoded body for one recipient (values already escaped as the part needs, UTF-8)."""
+        # Per recipient and per slot (a click link carries one): plain statements, the short case inline.
         out = [self._head]
+        append = out.append
         carry = self._head_rest
         for key, (data, shifted) in zip(self.keys, self._statics, strict=True):
             pending = carry + values[key]
@@ -100,8 +104,12 @@ class Base64Body:
             if skip > len(data):  # a static piece too short to realign: take all of it
                 carry = pending + data
                 continue
-            out.append(_lines(pending + data[:skip]))
+            if skip:
+                pending += data[:skip]
+            if pending:
+                encoded = binascii.b2a_base64(pending, newline=False)
+                append(encoded + CRLF if len(encoded) <= B64_LINE else _lines(pending))
             encoded, carry = shifted[skip]
-            out.append(encoded)
-        out.append(_lines(carry))
+            append(encoded)
+        append(_lines(carry))
         return b"".join(out)[:-2]  # the CRLF before the boundary belongs to the boundary

@@ -259,7 +259,8 @@ subscriber_events = Table(
 )
 
 
-# One row per click on a story link of a digest (analytics.clicks): no subscriber, no address.
+# One row per click on a story link of a digest (analytics.clicks). The subscriber only with
+# analytics.per_subscriber (else NULL); forgetting a subscriber keeps the click, not the name.
 click_events = Table(
     "click_events",
     metadata,
@@ -267,7 +268,22 @@ click_events = Table(
     Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE"), nullable=False),
     Column("position", Integer, nullable=False),
     Column("at", UTCDateTime, nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL")),
     Index("ix_click_events_digest", "digest_id", "position"),
+    Index("ix_click_events_subscriber", "subscriber_id", "at"),
+)
+
+
+# One row per load of a digest's open pixel (analytics.opens); the subscriber as for clicks.
+open_events = Table(
+    "open_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE"), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL")),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_open_events_digest", "digest_id", "subscriber_id"),
+    Index("ix_open_events_subscriber", "subscriber_id", "at"),
 )
 
 
@@ -374,6 +390,15 @@ def _channel_posts(connection: Connection) -> None:
     channel_posts.create(connection, checkfirst=True)
 
 
+def _reader_clicks_and_opens(connection: Connection) -> None:
+    """Click records name a subscriber (analytics.per_subscriber); opens get their table."""
+    if "subscriber_id" not in {c["name"] for c in inspect(connection).get_columns("click_events")}:
+        connection.execute(text("ALTER TABLE click_events ADD COLUMN subscriber_id INTEGER "
+                                "REFERENCES subscribers (id) ON DELETE SET NULL"))
+        connection.execute(text("CREATE INDEX ix_click_events_subscriber ON click_events (subscriber_id, at)"))
+    open_events.create(connection, checkfirst=True)
+
+
 MIGRATIONS: list[Callable[[Connection], Any]] = [
     _initial,
     _subscriber_events,
@@ -383,6 +408,7 @@ MIGRATIONS: list[Callable[[Connection], Any]] = [
     _digest_variants,
     _channel_posts,
     _source_content_digest,
+    _reader_clicks_and_opens,
 ]
 
 

@@ -220,6 +220,7 @@ class AdminPages:
         return self._page(request, "dashboard.html.j2", {
             "digests": digests,
             "clicks": {d.id: clicks.get(d.id, 0) for d in digests} if config.analytics.clicks else {},
+            "opens": self._opens([d.id for d in digests]),
             "runs": runs,
             "sources": sources,
             "statuses": [s.value for s in SubscriberStatus],
@@ -259,7 +260,20 @@ class AdminPages:
         return self._page(request, "digest.html.j2", {
             "d": figures, "has_html": bool(record and record.rendered), "stories": stories,
             "clicks": sum(n for _, _, n in stories) if self.web.config.analytics.clicks else None,
+            "opens": self._opens([figures.id]).get(figures.id),
         })
+
+    def _opens(self, digest_ids: list[int]) -> dict[int, str]:
+        """digest id -> its opens as the console shows them ("12", or "12 / 9 subscribers"); empty when off."""
+        analytics = self.web.config.analytics
+        if not analytics.opens:
+            return {}
+        found = self.clicks.opens(digest_ids)
+        shown = {}
+        for digest_id in digest_ids:
+            total, unique = (found[digest_id].total, found[digest_id].unique) if digest_id in found else (0, 0)
+            shown[digest_id] = f"{total} / {unique}" if analytics.per_subscriber else str(total)
+        return shown
 
     def _stories(self, digest_id: int) -> list[tuple[int, str, int]]:
         """(position, title, clicks) of each story of a digest, most clicked first."""
@@ -344,4 +358,7 @@ class AdminPages:
             "sub": sub,
             "changes": self.reports.status_changes(subscriber_id),
             "received": self.reports.received(subscriber_id),
+            "per_subscriber": self.web.config.analytics.per_subscriber,
+            "reader_clicks": self.clicks.of_subscriber(subscriber_id),
+            "reader_opens": self.clicks.opens_of_subscriber(subscriber_id),
         })
