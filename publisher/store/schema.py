@@ -375,7 +375,6 @@ def _articles_canonical_url(connection: Connection) -> None:
         connection.execute(text("CREATE INDEX ix_articles_canonical_url ON articles (canonical_url)"))
 
 
-
 def _source_content_digest(connection: Connection) -> None:
     """Stores made before unchanged feeds were recognized by their bytes get the column (empty)."""
     if "content_digest" not in {c["name"] for c in inspect(connection).get_columns("source_states")}:
