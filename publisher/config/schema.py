@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from publisher.config.base import Settings, SourceSettingsBase
+from publisher.config.broker import BrokerSettings
 from publisher.config.channels import ChannelSettings
 from publisher.crontab import CronSpec, CrontabError, parse_crontab
 from publisher.render.feeds.formats import DEFAULT_FORMATS, FeedFormat
@@ -237,6 +238,9 @@ class MailSettings(Settings):
     list_id: str | None = None
     dkim: DkimSettings | None = Field(default=None, description="sign every digest (DKIM): domain, selector, private_key_file")
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    broker: BrokerSettings | None = Field(
+        default=None, description="send through `publisher worker` processes on a broker (RabbitMQ); absent: in-process",
+    )
 
 
 class ScheduleSettings(Settings):
