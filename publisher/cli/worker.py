@@ -44,7 +44,12 @@ def worker(config_path: Path, concurrency: int) -> None:
     store = open_store(config)
     try:
         app = celery_app(config.mail.broker)
-        app.task(name=TASK, acks_late=True, reject_on_worker_lost=True)(BatchSender(config, store))
+        sender = BatchSender(config, store)
+
+        def send_batch(digest_id: int, ids: list[int]) -> dict[str, object]:
+            return sender(digest_id, ids)
+
+        app.task(name=TASK, acks_late=True, reject_on_worker_lost=True)(send_batch)
         node = f"publisher-{os.getpid()}@{socket.gethostname()}"
         log.info("worker %s: %d task(s) at a time from queue %s", node, concurrency, config.mail.broker.queue)
         instance = app.Worker(hostname=node, pool="threads", concurrency=concurrency, quiet=True,
