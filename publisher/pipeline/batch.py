@@ -26,14 +26,20 @@ from publisher.pipeline.compose import EmailComposer
 from publisher.pipeline.digest import SelectedDigest
 from publisher.pipeline.ledger import LedgerWrites
 from publisher.pipeline.send import SendEngine
-from publisher.pipeline.senders import senders_for
+from publisher.pipeline.senders import duplicate_bound, senders_for
 from publisher.store import PendingDelivery, Store
 from publisher.store.deliveries import DeliveryLedger, Waiting
 from publisher.store.row_locks import held_rows
 
 log = logging.getLogger("publisher.worker")
 
-__all__ = ["BatchLedger", "BatchSender"]
+__all__ = ["BatchLedger", "BatchSender", "killed_worker_bound"]
+
+
+def killed_worker_bound(concurrency: int, connections: int, max_batch: int) -> int:
+    """Messages a worker killed mid-digest can make the redelivered tasks send again: for each task
+    it was running (one per thread, prefetch 1), what that task had accepted and not committed."""
+    return max(1, concurrency) * duplicate_bound(connections, max_batch)
 
 
 class BatchLedger:

@@ -1,0 +1,223 @@
+"""mail.broker: `publisher worker` processes share one digest through Celery on the real RabbitMQ.
+
+Two real workers against the real broker, PostgreSQL as the store, aiosmtpd on 127.0.0.1 counting
+messages per recipient. One worker is killed with SIGKILL while the SMTP server holds the answer to
+the DATA each worker has in flight (a gate, not a clock); the rest finishes. Counted: nobody lost,
+repeats within `killed_worker_bound`, every ledger row sent.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from publisher.config import Config, load_config, parse_config
+from publisher.errors import ConfigError
+from publisher.pipeline.batch import BatchSender, killed_worker_bound
+from publisher.store import Store
+from publisher.store.row_locks import held_rows
+from tests.conftest import reachable, require, write_config
+from tests.support.send_world import DAY, Recipients, add_subscribers, collected
+from tests.support.smtp import RecordingSmtpServer
+
+PUBLISHER = [sys.executable, "-m", "publisher"]
+BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+BATCH = 20
+
+
+@pytest.fixture
+def queue_name() -> Iterator[str]:
+    """A queue of this test's own on the real RabbitMQ, deleted afterwards (with its exchange)."""
+    require(reachable("127.0.0.1", 5672), "RabbitMQ is not listening on 127.0.0.1:5672")
+    import amqp
+
+    name = f"publisher.test.{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        connection = amqp.Connection(host="127.0.0.1:5672", userid="guest", password="guest")
+        connection.connect()
+        try:
+            channel = connection.channel()
+            channel.queue_delete(name)
+            channel.exchange_delete(name)
+        finally:
+            connection.close()
+
+
+def broker_yaml(queue: str, *, wait_minutes: float = 2.0) -> str:
+    return (f"  broker:\n    url: {BROKER}\n    queue: {queue}\n    batch: {BATCH}\n"
+            f"    wait_minutes: {wait_minutes}\n")
+
+
+def site(directory: Path, store_url: str, port: int, queue: str, *, wait_minutes: float = 2.0) -> Config:
+    transport = f"kind: smtp\n    host: 127.0.0.1\n    port: {port}\n    security: none\n    timeout: 90"
+    path = write_config(directory, store_url=store_url, transport=transport)
+    text = path.read_text(encoding="utf-8").replace("  retry:\n", broker_yaml(queue, wait_minutes=wait_minutes)
+                                                    + "  retry:\n", 1)
+    path.write_text(text, encoding="utf-8")
+    return load_config(path)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.02)
+
+
+class Worker:
+    """A `publisher worker` subprocess with its output in a file (read when something goes wrong)."""
+
+    def __init__(self, directory: Path, number: int) -> None:
+        self.log = directory / f"worker-{number}.log"
+        self._out: IO[bytes] = self.log.open("wb")
+        self.process = subprocess.Popen([*PUBLISHER, "worker", "--config", "config.yaml"], cwd=directory,
+                                        stdout=self._out, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(60)
+        finally:
+            self._out.close()
+
+
+def ledger_counts(config: Config) -> dict[str, int]:
+    store = Store.open(config.store_url)
+    try:
+        digest = store.digests.find("en", DAY)
+        assert digest is not None
+        return store.deliveries.counts(digest.id)
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_two_workers_one_killed_mid_digest_lose_nobody_and_repeat_at_most_the_bound(
+    tmp_path: Path, postgres_url: str, queue_name: str
+) -> None:
+    emails = [f"reader{i:03d}@example.test" for i in range(200)]
+    recipients = Recipients()
+    hold_after = 50
+    with RecordingSmtpServer(hold_after=hold_after, on_message=recipients) as server:
+        config = site(tmp_path, postgres_url, server.port, queue_name)
+        store = Store.open(config.store_url)
+        try:
+            add_subscribers(store, emails)
+        finally:
+            store.close()
+        workers = [Worker(tmp_path, 1), Worker(tmp_path, 2)]
+        run = subprocess.Popen([*PUBLISHER, "run", "--date", DAY.isoformat(), "--config", "config.yaml"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # each worker (one task, one connection) has one DATA held: both are mid-digest
+            wait_until(lambda: server.data_started >= hold_after + 2, "both workers holding a message in flight")
+            killed = workers[0]
+            killed.process.send_signal(signal.SIGKILL)
+            killed.process.wait(30)
+            server.release()
+            out, err = run.communicate(timeout=300)
+        finally:
+            if run.poll() is None:
+                run.kill()
+            codes = [w.stop() for w in workers]
+        assert run.returncode == 0, out + err + workers[1].output()
+        assert "Traceback" not in err
+        assert codes[1] == 0, workers[1].output()  # SIGTERM: a warm shutdown
+    copies = recipients.counts
+    assert set(copies) == set(emails), f"lost: {sorted(set(emails) - set(copies))[:5]}"
+    repeated = sum(copies.values()) - len(emails)
+    bound = killed_worker_bound(1, 1, 1)  # one task at a time, one connection, SMTP's max_batch 1
+    assert bound == 1
+    assert repeated <= bound, f"{repeated} repeated, more than the killed worker had in flight ({bound})"
+    counts = ledger_counts(config)
+    assert counts["sent"] == len(emails) and counts["pending"] == 0, counts
+
+
+@pytest.mark.postgres
+def test_without_a_worker_the_coordinator_gives_up_in_bounded_time_and_names_what_is_queued(
+    tmp_path: Path, postgres_url: str, queue_name: str
+) -> None:
+    with RecordingSmtpServer() as server:
+        config = site(tmp_path, postgres_url, server.port, queue_name, wait_minutes=0.05)
+        store = Store.open(config.store_url)
+        try:
+            add_subscribers(store, [f"r{i}@example.test" for i in range(30)])
+        finally:
+            store.close()
+        run = subprocess.run([*PUBLISHER, "run", "--date", DAY.isoformat(), "--config", "config.yaml"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert server.received == 0
+    said = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode == 1, said
+    assert "30 deliveries still queued" in said and "start `publisher worker`" in said, said
+    assert "Traceback" not in run.stderr
+    assert ledger_counts(config)["pending"] == 30
+
+
+@pytest.mark.postgres
+def test_a_task_given_twice_sends_nothing_twice_and_rows_held_elsewhere_are_left_alone(
+    tmp_path: Path, postgres_url: str, queue_name: str
+) -> None:
+    """What a redelivered task does (no broker needed): it re-reads its rows and skips what is sent."""
+    recipients = Recipients()
+    with RecordingSmtpServer(on_message=recipients) as server:
+        config = site(tmp_path, postgres_url, server.port, queue_name)
+        store = collected(config)
+        try:
+            add_subscribers(store, [f"r{i}@example.test" for i in range(10)])
+            from publisher.pipeline import message_template, select_digest
+
+            edition = config.edition("en")
+            selected = select_digest(config, store, edition, DAY)
+            message_template(config, edition, selected, store)  # renders and freezes it
+            assert selected.record is not None
+            digest_id = selected.record.id
+            store.deliveries.enqueue(digest_id, "en")
+            ids = [row.id for row in store.deliveries.due(digest_id, after_id=0, limit=100)]
+            sender = BatchSender(config, store)
+            with held_rows(store.engine, ids[:3]) as held:  # another task holds three of them
+                assert held == ids[:3]
+                first = sender.send(digest_id, ids)
+            assert (first.sent, first.held_elsewhere, first.error) == (7, 3, None)
+            again = sender.send(digest_id, ids)  # the same task once more: only the three it had left
+            assert (again.sent, again.held_elsewhere) == (3, 0)
+            assert sender.send(digest_id, ids).sent == 0
+        finally:
+            store.close()
+    assert sorted(recipients.counts.values()) == [1] * 10
+
+
+def test_broker_mode_on_sqlite_is_refused_at_config_load(tmp_path: Path) -> None:
+    path = write_config(tmp_path, store_url="sqlite:///store.db")
+    text = path.read_text(encoding="utf-8").replace("  retry:\n", broker_yaml("q") + "  retry:\n", 1)
+    line = text[: text.index("  broker:")].count("\n") + 1
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="config.yaml", base_dir=tmp_path)
+    problem = caught.value.problems[0]
+    assert problem.startswith(f"config.yaml:{line}: mail.broker: ")
+    assert "shared store" in problem and "postgresql+psycopg://" in problem
+    path.write_text(text, encoding="utf-8")
+    check = subprocess.run([*PUBLISHER, "worker", "--config", str(path)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 2 and "mail.broker" in check.stderr and "Traceback" not in check.stderr
+
+
+def test_worker_without_mail_broker_says_so(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    result = subprocess.run([*PUBLISHER, "worker", "--config", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "mail.broker is not set" in " ".join(result.stderr.split())
