@@ -146,6 +146,12 @@ def test_two_workers_one_killed_mid_digest_lose_nobody_and_repeat_at_most_the_bo
     assert repeated <= bound, f"{repeated} repeated, more than the killed worker had in flight ({bound})"
     counts = ledger_counts(config)
     assert counts["sent"] == len(emails) and counts["pending"] == 0, counts
+    store = Store.open(config.store_url)
+    try:
+        digest = store.digests.find("en", DAY)
+        assert digest is not None and digest.status == "done"
+    finally:
+        store.close()
 
 
 @pytest.mark.postgres
@@ -221,3 +227,95 @@ def test_worker_without_mail_broker_says_so(tmp_path: Path) -> None:
     result = subprocess.run([*PUBLISHER, "worker", "--config", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "mail.broker is not set" in " ".join(result.stderr.split())
+
+
+@pytest.mark.postgres
+def test_sigterm_finishes_the_task_in_hand_exits_0_and_the_next_worker_repeats_nothing(
+    tmp_path: Path, postgres_url: str, queue_name: str
+) -> None:
+    emails = [f"reader{i:03d}@example.test" for i in range(3 * BATCH)]
+    recipients = Recipients()
+    with RecordingSmtpServer(hold_after=5, on_message=recipients) as server:
+        config = site(tmp_path, postgres_url, server.port, queue_name)
+        store = Store.open(config.store_url)
+        try:
+            add_subscribers(store, emails)
+        finally:
+            store.close()
+        first = Worker(tmp_path, 1)
+        run = subprocess.Popen([*PUBLISHER, "run", "--date", DAY.isoformat(), "--config", "config.yaml"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        second: Worker | None = None
+        try:
+            assert server.wait_holding(60), first.output()
+            first.process.send_signal(signal.SIGTERM)  # mid-task: 5 accepted, the 6th held
+            server.release()
+            assert first.stop() == 0, first.output()
+            # the task in hand was finished and committed, and no other was started
+            assert ledger_counts(config)["sent"] == BATCH
+            second = Worker(tmp_path, 2)
+            out, err = run.communicate(timeout=300)
+        finally:
+            if run.poll() is None:
+                run.kill()
+            if second is not None:
+                assert second.stop() == 0, second.output()
+    assert run.returncode == 0, out + err
+    assert sorted(recipients.counts.values()) == [1] * len(emails), "SIGTERM repeats nothing"
+
+
+@pytest.mark.postgres
+def test_a_greylisted_recipient_is_retried_within_the_task_and_sent_once(
+    tmp_path: Path, postgres_url: str, queue_name: str
+) -> None:
+    from tests.support.smtp import Scripted
+
+    emails = [f"reader{i:03d}@example.test" for i in range(BATCH + 5)]
+    recipients = Recipients()
+    greylisted = {emails[3]: Scripted("451 4.7.1 greylisted, try again", times=1)}
+    with RecordingSmtpServer(replies=greylisted, on_message=recipients) as server:
+        config = site(tmp_path, postgres_url, server.port, queue_name)
+        store = Store.open(config.store_url)
+        try:
+            add_subscribers(store, emails)
+        finally:
+            store.close()
+        worker = Worker(tmp_path, 1)
+        try:
+            run = subprocess.run([*PUBLISHER, "run", "--date", DAY.isoformat(), "--config", "config.yaml"],
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        finally:
+            assert worker.stop() == 0, worker.output()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted(recipients.counts.values()) == [1] * len(emails)
+    assert ledger_counts(config) == {"pending": 0, "sent": len(emails), "failed": 0, "skipped": 0}
+
+
+@pytest.mark.postgres
+def test_a_broker_that_cannot_be_reached_ends_the_run_with_the_hint(tmp_path: Path, postgres_url: str) -> None:
+    with RecordingSmtpServer() as server:
+        config = site(tmp_path, postgres_url, server.port, "unreachable")
+        path = tmp_path / "config.yaml"
+        closed = socket_port_nobody_listens_on()
+        path.write_text(path.read_text(encoding="utf-8").replace("127.0.0.1:5672", f"127.0.0.1:{closed}"),
+                        encoding="utf-8")
+        store = Store.open(config.store_url)
+        try:
+            add_subscribers(store, ["only@example.test"])
+        finally:
+            store.close()
+        run = subprocess.run([*PUBLISHER, "run", "--date", DAY.isoformat(), "--config", "config.yaml"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    said = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode == 1, said
+    assert "cannot enqueue on mail.broker" in said and "is RabbitMQ running" in said, said
+    assert "Traceback" not in run.stderr
+    assert ledger_counts(config)["pending"] == 1
+
+
+def socket_port_nobody_listens_on() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from publisher.config import BrokerSettings
+from publisher.errors import BrokerUnavailable
 
 TASK = "publisher.send_batch"
 
@@ -85,7 +86,13 @@ class CeleryQueue:
         self.app = celery_app(settings)
 
     def submit(self, digest_id: int, ids: list[int]) -> _Handle:
-        return _Handle(self.app.send_task(TASK, args=[digest_id, ids], queue=self.settings.queue))
+        try:
+            return _Handle(self.app.send_task(TASK, args=[digest_id, ids], queue=self.settings.queue,
+                                              retry_policy={"max_retries": 3, "interval_start": 0.5,
+                                                            "interval_step": 1, "interval_max": 2}))
+        except Exception as exc:  # kombu's OperationalError, a socket error, a refused login
+            raise BrokerUnavailable(f"cannot enqueue on mail.broker ({_where(self.settings.url)}): {exc} "
+                                    "(hint: is RabbitMQ running there, and are the user and password right?)") from exc
 
     def close(self) -> None:
         self.app.close()
@@ -97,9 +104,17 @@ class _Handle:
 
     def poll(self) -> BatchResult | None:
         """None while the task is queued or running; its result once it ended."""
-        if not self._result.ready():
-            return None
-        value = self._result.get(propagate=False, disable_sync_subtasks=False)
+        try:
+            if not self._result.ready():
+                return None
+            value = self._result.get(propagate=False, disable_sync_subtasks=False)
+        except Exception as exc:  # the broker went away while the coordinator waited
+            raise BrokerUnavailable(f"lost the broker while waiting for a task's result: {exc}") from exc
         if self._result.failed():
             return BatchResult(error=f"a worker's task raised {type(value).__name__}: {value}")
         return BatchResult.from_json(value)
+
+
+def _where(url: str) -> str:
+    """The broker's address without its password."""
+    return url.rsplit("@", 1)[-1]

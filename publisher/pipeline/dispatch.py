@@ -22,7 +22,7 @@ from typing import Protocol
 
 from publisher.broker import BatchResult
 from publisher.config import MailSettings
-from publisher.errors import StoreError
+from publisher.errors import BrokerUnavailable, StoreError
 from publisher.models import OutgoingMessage, SendReport
 from publisher.pipeline.outcome import SHOWN_FAILURES, SendOutcome
 from publisher.pipeline.send import LEASE, MAX_PASSES, SendEngine
@@ -136,7 +136,14 @@ class Dispatcher:
                 break
             last_id = rows[-1].id
             ids = [row.id for row in rows]
-            tasks.append(_Task(self.queue.submit(digest.id, ids), ids))
+            try:
+                tasks.append(_Task(self.queue.submit(digest.id, ids), ids))
+            except BrokerUnavailable as exc:
+                outcome.error = f"{exc}; {len(tasks)} tasks were enqueued before, the rest stays pending"
+                log.error("digest %s %s: %s", digest.edition, digest.day, outcome.error)
+                if not tasks:
+                    raise _GaveUp from exc
+                break
             self._renew(digest, outcome)
         return tasks
 
@@ -172,7 +179,12 @@ class Dispatcher:
             self.stop.wait(POLL)
 
     def _ended(self, task: _Task, outcome: SendOutcome, *, retry: bool) -> bool:
-        result = task.handle.poll()
+        try:
+            result = task.handle.poll()
+        except BrokerUnavailable as exc:
+            outcome.error = f"{exc}; the workers' rows are in the ledger: run again to finish the digest"
+            log.error("digest %s: %s", outcome.edition, outcome.error)
+            raise _GaveUp from exc
         if result is None:
             return False
         outcome.bounced += result.bounced
