@@ -48,6 +48,7 @@ def celery_app(settings: BrokerSettings) -> Any:
         worker_send_task_events=False,
         task_send_sent_event=False,
         result_persistent=False,
+        result_expires=600,  # a coordinator's reply queue goes 10 minutes after it stops polling it
     )
     return app
 
