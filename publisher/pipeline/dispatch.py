@@ -31,6 +31,8 @@ from publisher.store import DigestRecord, Store
 log = logging.getLogger("publisher.dispatch")
 
 POLL = 0.25  # seconds between looks at the results and the ledger counts (woken early by a signal)
+WINDOW = 32  # task results looked at per look
+COUNT_EVERY = 1.0  # seconds between counts of the ledger (a GROUP BY over the digest's rows)
 
 
 class TaskHandle(Protocol):
@@ -150,14 +152,19 @@ class Dispatcher:
     def _wait(self, digest: DigestRecord, outcome: SendOutcome, tasks: list[_Task], *, retry: bool) -> None:
         pending = list(tasks)
         limit = self.broker.wait_minutes * 60
-        settled_before, quiet_since = -1, time.monotonic()
+        settled_before, quiet_since, counted = -1, time.monotonic(), 0.0
         while pending:
-            ended = [task for task in pending if self._ended(task, outcome, retry=retry)]
-            pending = [task for task in pending if task not in ended]
-            counts = self.store.deliveries.counts(digest.id)
-            settled = counts["sent"] + counts["failed"] + counts["skipped"]
-            if self.on_progress:
-                self.on_progress(settled, sum(counts.values()))
+            # a look at a task's result is a round trip to the broker: WINDOW of them per look, in turn
+            # (results that come meanwhile are buffered; the ledger counts show progress in between)
+            window, rest = pending[:WINDOW], pending[WINDOW:]
+            ended = [task for task in window if self._ended(task, outcome, retry=retry)]
+            pending = rest + [task for task in window if task not in ended]
+            settled = settled_before
+            if time.monotonic() - counted >= COUNT_EVERY or not pending:
+                counts, counted = self.store.deliveries.counts(digest.id), time.monotonic()
+                settled = counts["sent"] + counts["failed"] + counts["skipped"]
+                if self.on_progress:
+                    self.on_progress(settled, sum(counts.values()))
             if ended or settled != settled_before:
                 settled_before, quiet_since = settled, time.monotonic()
             if not pending:
