@@ -320,3 +320,30 @@ def socket_port_nobody_listens_on() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.mark.postgres
+def test_a_refusal_about_us_stops_the_digest_with_the_hint_and_fails_nobody(
+    tmp_path: Path, postgres_url: str, queue_name: str
+) -> None:
+    from tests.support.smtp import Scripted
+
+    relay = {"digest@news.example.org": Scripted("554 5.7.1 Relay access denied", at="mail")}
+    with RecordingSmtpServer(replies=relay) as server:
+        config = site(tmp_path, postgres_url, server.port, queue_name)
+        store = Store.open(config.store_url)
+        try:
+            add_subscribers(store, [f"r{i}@example.test" for i in range(2 * BATCH)])
+        finally:
+            store.close()
+        worker = Worker(tmp_path, 1)
+        try:
+            run = subprocess.run([*PUBLISHER, "run", "--date", DAY.isoformat(), "--config", "config.yaml"],
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        finally:
+            assert worker.stop() == 0, worker.output()
+        assert server.received == 0
+    said = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode == 1, said
+    assert "Relay access denied" in said and "hint:" in said and "mail.transport" in said, said
+    assert ledger_counts(config) == {"pending": 2 * BATCH, "sent": 0, "failed": 0, "skipped": 0}
