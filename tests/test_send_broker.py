@@ -347,3 +347,13 @@ def test_a_refusal_about_us_stops_the_digest_with_the_hint_and_fails_nobody(
     assert run.returncode == 1, said
     assert "Relay access denied" in said and "hint:" in said and "mail.transport" in said, said
     assert ledger_counts(config) == {"pending": 2 * BATCH, "sent": 0, "failed": 0, "skipped": 0}
+
+
+def test_the_broker_free_default_never_imports_celery(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    script = ("import sys\nimport publisher.cli as cli\n"
+              f"sys.argv = ['publisher', 'run', '--date', '{DAY.isoformat()}', '--config', {str(path)!r}]\n"
+              "try:\n    cli.main()\nexcept SystemExit as exit:\n    code = exit.code\n"
+              "print('CELERY' if any(m.split('.')[0] in ('celery', 'kombu') for m in sys.modules) else 'NONE', code)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "NONE 0", done.stdout + done.stderr
