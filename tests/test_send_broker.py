@@ -357,3 +357,31 @@ def test_the_broker_free_default_never_imports_celery(tmp_path: Path) -> None:
               "print('CELERY' if any(m.split('.')[0] in ('celery', 'kombu') for m in sys.modules) else 'NONE', code)\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip().splitlines()[-1] == "NONE 0", done.stdout + done.stderr
+
+
+@pytest.mark.postgres
+def test_check_transport_logs_in_to_the_broker_and_counts_its_workers(
+    tmp_path: Path, postgres_url: str, queue_name: str
+) -> None:
+    with RecordingSmtpServer() as server:
+        site(tmp_path, postgres_url, server.port, queue_name)
+        check = [*PUBLISHER, "check", "--transport", "--config", "config.yaml"]
+        before = subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert before.returncode == 0, before.stdout + before.stderr
+        assert f"queue {queue_name} does not exist yet" in " ".join(before.stdout.split())
+        worker = Worker(tmp_path, 1)
+        try:
+            def consuming() -> bool:
+                said = subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, timeout=120).stdout
+                return "1 worker(s) consuming" in " ".join(said.split())
+
+            wait_until(consuming, "the worker consuming its queue", timeout=90)
+        finally:
+            assert worker.stop() == 0, worker.output()
+        path = tmp_path / "config.yaml"
+        path.write_text(path.read_text(encoding="utf-8").replace("127.0.0.1:5672", f"127.0.0.1:{socket_port_nobody_listens_on()}"),
+                        encoding="utf-8")
+        refused = subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1
+    said = " ".join(refused.stdout.split())
+    assert "cannot connect" in said and "mail.broker.url" in said and "guest" not in said.split("broker ")[1], said

@@ -13,6 +13,7 @@ sends only what is still pending and due, so a redelivered task repeats nothing 
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from publisher.errors import BrokerUnavailable
 
 TASK = "publisher.send_batch"
 
-__all__ = ["TASK", "BatchResult", "CeleryQueue", "celery_app"]
+__all__ = ["TASK", "BatchResult", "CeleryQueue", "celery_app", "probe_broker"]
 
 
 def celery_app(settings: BrokerSettings) -> Any:
@@ -119,3 +120,30 @@ class _Handle:
 def _where(url: str) -> str:
     """The broker's address without its password."""
     return url.rsplit("@", 1)[-1]
+
+
+def probe_broker(settings: BrokerSettings) -> tuple[bool, list[str]]:
+    """For `publisher check --transport`: can we log in, and who consumes the queue (sends nothing)."""
+    import kombu.connection
+
+    where = _where(settings.url)
+    factory: Any = kombu.connection.Connection
+    connection: Any = factory(settings.url, connect_timeout=5)
+    try:
+        connection.ensure_connection(max_retries=1)
+        channel: Any = connection.channel()
+        try:
+            _name, waiting, consumers = channel.queue_declare(settings.queue, passive=True)
+        except Exception:  # amqp's NotFound: the queue was never declared
+            return True, [f"broker {where}: logged in; queue {settings.queue} does not exist yet (no worker has "
+                          "started, nothing was enqueued): start `publisher worker`"]
+        finally:
+            with suppress(Exception):  # a channel the server closed (NotFound) is closed already
+                channel.close()
+        line = f"broker {where}: logged in; queue {settings.queue}: {waiting} task(s) waiting, {consumers} worker(s) consuming"
+        return True, [line + ("" if consumers else "; start `publisher worker`")]
+    except Exception as exc:
+        return False, [f"broker {where}: cannot connect: {exc} (hint: check mail.broker.url, its user and password, "
+                       "and that RabbitMQ is running there)"]
+    finally:
+        connection.release()
