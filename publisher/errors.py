@@ -53,3 +53,7 @@ class PermanentDeliveryError(DeliveryError):
 
 class TransportUnavailable(TemporaryDeliveryError):
     """The whole transport is down (cannot connect): stop this batch, keep the rest pending."""
+
+
+class BrokerUnavailable(PublisherError):
+    """mail.broker cannot be reached, or stopped answering: the deliveries stay pending in the ledger."""

@@ -77,10 +77,17 @@ def test_two_fills_racing_on_postgres_do_not_collide(postgres_url: str) -> None:
         thread.start()
         waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
         with store.engine.connect() as watcher:
+
+            def lock_waits() -> int:
+                # pg_stat_activity is a snapshot per transaction: a fresh transaction for every look
+                count = int(watcher.execute(waiting).scalar_one())
+                watcher.rollback()
+                return count
+
             deadline = time.monotonic() + 30
-            while watcher.execute(waiting).scalar_one() == 0 and time.monotonic() < deadline:
+            while lock_waits() == 0 and time.monotonic() < deadline:
                 time.sleep(0.01)
-            assert watcher.execute(waiting).scalar_one() == 1, "the fill never waited for the other insert"
+            assert lock_waits() == 1, "the fill never waited for the other insert"
         other.commit()
         other.close()
         thread.join(30)

@@ -12,6 +12,7 @@ from publisher.cli import operations as _operations  # noqa: F401
 from publisher.cli import run as _run  # noqa: F401  (registers commands)
 from publisher.cli import sendtest as _sendtest  # noqa: F401
 from publisher.cli import subscribers as _subscribers  # noqa: F401
+from publisher.cli import worker as _worker  # noqa: F401
 from publisher.cli.common import main_group
 
 

@@ -30,4 +30,12 @@ def transport_step(config: Config) -> int:
     click.echo(f"transport ({config.mail.transport.kind}):")
     for line in report.lines:
         click.echo(f"  {line}")
-    return 0 if report.ok else 1
+    ok = report.ok
+    if config.mail.broker is not None:
+        from publisher.broker import probe_broker  # the broker library only in broker mode
+
+        reached, lines = probe_broker(config.mail.broker)
+        for line in lines:
+            click.echo(f"  {line}")
+        ok = ok and reached
+    return 0 if ok else 1

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from publisher.config.base import Credit, ProviderSettings, Settings, SourceSettingsBase
 
 if TYPE_CHECKING:  # imported on first use at run time: source modules import config.base (no cycle)
+    from publisher.config.broker import BrokerSettings
     from publisher.config.loader import load_config, parse_config
     from publisher.config.schema import (
         AnalyticsSettings,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # imported on first use at run time: source modules import co
     from publisher.sources.wordpress import WordPressSourceSettings
 
 _HOMES = {
+    "BrokerSettings": "publisher.config.broker",
     "load_config": "publisher.config.loader",
     "parse_config": "publisher.config.loader",
     "MailgunSettings": "publisher.providers.mailgun",
@@ -65,6 +67,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AnalyticsSettings",
+    "BrokerSettings",
     "Config",
     "Credit",
     "SelectionSettings",

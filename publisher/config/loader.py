@@ -228,6 +228,14 @@ def parse_config(text: str, *, source: str = "config.yaml", base_dir: Path | Non
         config = Config.model_validate({**data, "base_dir": base_dir or Path(".")})
     except ValidationError as exc:
         raise ConfigError([_describe(err, root, data, source) for err in exc.errors()]) from exc
+    if config.mail.broker is not None and config.store_url.startswith("sqlite"):
+        node = _key_node(root, ("mail", "broker")) or _node_at(root, ("mail", "broker"))[0]
+        line = f":{node.start_mark.line + 1}" if node is not None else ""
+        raise ConfigError([
+            f"{source}{line}: mail.broker: workers on several machines need a shared store, and store.url is "
+            "SQLite (hint: set store.url to postgresql+psycopg://USER@HOST/DB, or remove mail.broker to send "
+            "from this one process)"
+        ])
     return config
 
 

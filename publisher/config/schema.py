@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from publisher.config.base import ProviderSettings, Settings, SourceSettingsBase
+from publisher.config.broker import BrokerSettings
 from publisher.config.channels import ChannelSettings
 from publisher.crontab import CronSpec, CrontabError, parse_crontab
 from publisher.providers.registry import transport_settings_union
@@ -200,6 +201,9 @@ class MailSettings(Settings):
     list_id: str | None = None
     dkim: DkimSettings | None = Field(default=None, description="sign every digest (DKIM): domain, selector, private_key_file")
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    broker: BrokerSettings | None = Field(
+        default=None, description="send through `publisher worker` processes on a broker (RabbitMQ); absent: in-process",
+    )
 
 
 class ScheduleSettings(Settings):

@@ -36,7 +36,7 @@ from publisher.render.clicks import ClickLinks
 from publisher.render.dkim import signer_for
 from publisher.render.message import MessageTemplate
 from publisher.render.variants import frozen_variant
-from publisher.store import Store
+from publisher.store import DigestRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,49 @@ def template_for(config: Config, edition: EditionSettings, rendered: RenderedDig
     )
 
 
+def email_composer(config: Config, store: Store, edition: EditionSettings, selected: SelectedDigest,
+                   template: MessageTemplate, transport: MailTransport | None) -> EmailComposer:
+    """The composer of a frozen digest: subset digests (chosen sections) are frozen in the store too."""
+    assert selected.record is not None
+    record = selected.record
+
+    def variant(sections: frozenset[str]) -> MessageTemplate | None:
+        articles = [a for a in selected.articles if a.section in sections]
+        if not articles:
+            return None
+        if len(articles) == len(selected.articles):
+            return template
+        subset = SelectedDigest(edition, selected.day, articles, None)
+        # stories keep their numbers in the whole digest, so their clicks add up on the console
+        positions = [n for n, a in enumerate(selected.articles, start=1) if a.section in sections]
+
+        def render() -> RenderedDigest:
+            return with_analytics(config, render_digest(config, None, subset), articles, record.id, positions)
+
+        # frozen like the digest: a send resumed after a template edit sends what the first recipients got
+        return template_for(config, edition, frozen_variant(store.digests, record.id, sections, render))
+
+    links = LinkMaker(config.site, config.message_id_domain)
+    readers = ClickLinks(config.site.secret, config.site.public_url) if config.analytics.per_subscriber else None
+    return EmailComposer(record.id, template, parseaddr(edition.from_address)[1], links, variant,
+                         smtp_wire=getattr(transport, "name", None) == "smtp", readers=readers)
+
+
+def dispatch_digest(config: Config, store: Store, record: DigestRecord, *, stop: threading.Event | None,
+                    on_progress: Callable[[int, int], None] | None) -> SendOutcome:
+    """Broker mode: hand the digest's rows to `publisher worker` processes and wait for them."""
+    from publisher.broker import CeleryQueue  # the broker library only in broker mode
+    from publisher.pipeline.dispatch import Dispatcher
+
+    assert config.mail.broker is not None
+    queue = CeleryQueue(config.mail.broker)
+    try:
+        return Dispatcher(store, queue, mail=config.mail, owner=owner_name(), stop=stop,
+                          on_progress=on_progress).send(record)
+    finally:
+        queue.close()
+
+
 def run_edition(
     config: Config,
     store: Store,
@@ -131,27 +174,11 @@ def run_edition(
         return outcome
     assert selected.record is not None
     record = store.digests.get(selected.record.id) or selected.record
-
-    def variant(sections: frozenset[str]) -> MessageTemplate | None:
-        articles = [a for a in selected.articles if a.section in sections]
-        if not articles:
-            return None
-        if len(articles) == len(selected.articles):
-            return template
-        subset = SelectedDigest(edition, day, articles, None)
-        # stories keep their numbers in the whole digest, so their clicks add up on the console
-        positions = [n for n, a in enumerate(selected.articles, start=1) if a.section in sections]
-
-        def render() -> RenderedDigest:
-            return with_analytics(config, render_digest(config, None, subset), articles, record.id, positions)
-
-        # frozen like the digest: a send resumed after a template edit sends what the first recipients got
-        return template_for(config, edition, frozen_variant(store.digests, record.id, sections, render))
-
-    links = LinkMaker(config.site, config.message_id_domain)
-    readers = ClickLinks(config.site.secret, config.site.public_url) if config.analytics.per_subscriber else None
-    composer = EmailComposer(record.id, template, parseaddr(edition.from_address)[1], links, variant,
-                             smtp_wire=getattr(transport, "name", None) == "smtp", readers=readers)
+    if config.mail.broker is not None:  # workers send (publisher worker); this process coordinates
+        outcome.send = dispatch_digest(config, store, record, stop=stop,
+                                       on_progress=progress(edition.id, record.recipients or 0) if progress else None)
+        return outcome
+    composer = email_composer(config, store, edition, selected, template, transport)
     engine = SendEngine(
         store,
         transport,

@@ -75,9 +75,11 @@ class SendEngine:
         channel_factory: Callable[[], Channel] | None = None,
         connections: int = 1,
         ledger: Ledger | None = None,
+        lease: bool = True,
     ) -> None:
         """channel_factory builds one more channel per extra sender (connections > 1): a channel
-        is used by one thread only. Without a factory the send uses `channel` alone."""
+        is used by one thread only. Without a factory the send uses `channel` alone. lease=False: a
+        broker worker's batch, whose coordinator holds the digest's lease (publisher.pipeline.dispatch)."""
         self.store = store
         # a channel's own ledger (its posts); the digest's status stays the email send's
         self.ledger: Ledger = ledger or store.deliveries
@@ -91,6 +93,7 @@ class SendEngine:
         self.breaker = breaker or Breaker()
         self.channel_factory = channel_factory
         self.connections = max(1, connections)
+        self.lease = lease
 
     # --- the send ------------------------------------------------------------------------------
 
@@ -114,7 +117,8 @@ class SendEngine:
             self._finish(digest, outcome)
         finally:
             try:
-                self.store.digests.release(digest.id, self.owner)
+                if self.lease:
+                    self.store.digests.release(digest.id, self.owner)
             except StoreError as exc:  # the lease runs out by itself; the outcome already says why
                 log.warning("digest %s: the lease could not be released: %s", digest.id, exc)
         return outcome
@@ -138,7 +142,20 @@ class SendEngine:
         finally:
             pool.close()
 
+    # --- for a coordinator whose workers send the rows (publisher.pipeline.dispatch) ---------------
+
+    def fill_ledger(self, digest: DigestRecord) -> None:
+        self._fill_ledger(digest)
+
+    def finish(self, digest: DigestRecord, outcome: SendOutcome) -> None:
+        self._finish(digest, outcome)
+
+    def claim(self, digest_id: int) -> bool:
+        return self._claim(digest_id)
+
     def _claim(self, digest_id: int) -> bool:
+        if not self.lease:
+            return True
         if self.store.digests.claim(digest_id, self.owner, LEASE):
             return True
         holder = self.store.digests.lease_holder(digest_id)[0]

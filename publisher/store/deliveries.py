@@ -8,7 +8,7 @@ and only the messages in flight or in the uncommitted group at the kill can arri
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -173,9 +173,11 @@ class DeliveryLedger:
             return int(connection.execute(count).scalar_one() - before)
 
     def due(
-        self, digest_id: int, *, after_id: int, limit: int, now: datetime | None = None
+        self, digest_id: int, *, after_id: int, limit: int, now: datetime | None = None,
+        ids: Sequence[int] | None = None,
     ) -> list[PendingDelivery]:
-        """The next pending rows whose retry time has come, in id order (keyset pagination)."""
+        """The next pending rows whose retry time has come, in id order (keyset pagination); `ids`: only
+        among those rows (a broker task's batch)."""
         now = now or datetime.now(UTC)
         query = (
             select(
@@ -195,6 +197,7 @@ class DeliveryLedger:
                 deliveries.c.status == DeliveryStatus.PENDING.value,
                 deliveries.c.id > after_id,
                 or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+                *_among(ids),
             )
             .order_by(deliveries.c.id)
             .limit(limit)
@@ -229,18 +232,19 @@ class DeliveryLedger:
                 raise
             writer.flush()
 
-    def counts(self, digest_id: int) -> dict[str, int]:
+    def counts(self, digest_id: int, *, ids: Sequence[int] | None = None) -> dict[str, int]:
         query = (
             select(deliveries.c.status, func.count())
-            .where(deliveries.c.digest_id == digest_id)
+            .where(deliveries.c.digest_id == digest_id, *_among(ids))
             .group_by(deliveries.c.status)
         )
         with self._engine.connect() as connection:
             found = {row[0]: int(row[1]) for row in connection.execute(query)}
         return {status.value: found.get(status.value, 0) for status in DeliveryStatus}
 
-    def waiting(self, digest_id: int, *, top: int = 3) -> Waiting:
-        pending = and_(deliveries.c.digest_id == digest_id, deliveries.c.status == DeliveryStatus.PENDING.value)
+    def waiting(self, digest_id: int, *, top: int = 3, ids: Sequence[int] | None = None) -> Waiting:
+        pending = and_(deliveries.c.digest_id == digest_id, deliveries.c.status == DeliveryStatus.PENDING.value,
+                       *_among(ids))
         with self._engine.connect() as connection:
             count, first = connection.execute(
                 select(func.count(), func.min(deliveries.c.next_attempt_at)).where(pending)
@@ -258,12 +262,18 @@ class DeliveryLedger:
             int(count or 0), first, tuple((r.last_error or "not attempted yet", int(r.rows)) for r in reasons)
         )
 
-    def expire_pending(self, digest_id: int, reason: str) -> int:
+    def expire_pending(self, digest_id: int, reason: str, *, ids: Sequence[int] | None = None) -> int:
         """Past the retry deadline: what is still pending becomes failed, with the reason kept."""
         with self._engine.begin() as connection:
             result = connection.execute(
                 update(deliveries)
-                .where(deliveries.c.digest_id == digest_id, deliveries.c.status == DeliveryStatus.PENDING.value)
+                .where(deliveries.c.digest_id == digest_id, deliveries.c.status == DeliveryStatus.PENDING.value,
+                       *_among(ids))
                 .values(status=DeliveryStatus.FAILED.value, last_error=reason, updated_at=datetime.now(UTC))
             )
             return result.rowcount or 0
+
+
+def _among(ids: Sequence[int] | None) -> list[Any]:
+    """No condition (the whole digest), or only these rows."""
+    return [] if ids is None else [deliveries.c.id.in_(list(ids))]
