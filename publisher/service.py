@@ -101,6 +101,7 @@ class Service:
                 if old != now:
                     log.warning("config reload: %s changed; restart publisher serve to apply it", what)
             write_state()
+            log.info("config reload: applied; the schedule in %s is the new one", state_path(new))
 
         live.add_listener(on_change)
         live.add_refusal_listener(lambda _problems: write_state())

@@ -133,6 +133,7 @@ def test_an_edited_schedule_is_followed_without_a_restart_and_a_broken_edit_is_r
         # Sunday is day 0 in crontab
         path.write_text(path.read_text(encoding="utf-8").replace('"0 7 * * *"', '"30 8 * * 0"'), encoding="utf-8")
         changed = serve.wait_for(NEXT_RUN.format(job="digest:en"), count=2)[1]
+        serve.wait_for(r"config reload: applied")  # the state file is written after the new schedule is logged
         sunday = next_local(8, 30, weekday=6)
         assert datetime.fromisoformat(changed.group(1)) == sunday
         assert "(30 8 * * 0, Asia/Damascus)" in serve.text()
@@ -156,6 +157,7 @@ def test_an_edited_schedule_is_followed_without_a_restart_and_a_broken_edit_is_r
         path.write_text(broken.replace('    en: "61 8 * * 0"', '    ar: "15 6 * * *"'), encoding="utf-8")
         serve.wait_for(r"schedule: job digest:en removed")
         added = serve.wait_for(NEXT_RUN.format(job="digest:ar"))[0]
+        serve.wait_for(r"config reload: applied", count=2)
         assert datetime.fromisoformat(added.group(1)) == next_local(6, 15)
         state = json.loads(state_file.read_text(encoding="utf-8"))
         assert [j["id"] for j in state["jobs"]] == ["digest:ar"] and state["config_problems"] == []
