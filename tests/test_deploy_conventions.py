@@ -33,6 +33,13 @@ def test_version() -> None:
     assert result.returncode == 0 and result.stdout.strip() == f"publisher {package.__version__}"
 
 
+def test_the_user_agent_names_the_installed_version() -> None:
+    from publisher.sources.fetching import user_agent
+
+    # the distribution is newsroom-publisher: asking for "publisher" found nothing and said version 0
+    assert user_agent("https://news.example.org") == f"publisher/{package.__version__} (+https://news.example.org)"
+
+
 def test_config_before_the_subcommand_and_from_the_environment(tmp_path: Path) -> None:
     (tmp_path / "site").mkdir()
     config = write_config(tmp_path / "site")

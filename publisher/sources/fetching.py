@@ -7,7 +7,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
@@ -15,22 +14,16 @@ from urllib.request import url2pathname
 import requests
 import urllib3
 
+from publisher import __version__
 from publisher.errors import SourceError
 
 MAX_BYTES = 20 * 1024 * 1024  # a feed or an article page is far smaller; more means something is wrong
 
 
-def _version() -> str:
-    try:
-        return version("publisher")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "0"
-
-
 def user_agent(site_url: str | None = None) -> str:
     """publisher/<installed version>, with the site's address when known (who to ask about us)."""
     about = f"+{site_url}" if site_url else "newsletter and feed syndication"
-    return f"publisher/{_version()} ({about})"
+    return f"publisher/{__version__} ({about})"
 
 
 USER_AGENT = user_agent()
