@@ -293,6 +293,42 @@ def test_a_greylisted_recipient_is_retried_within_the_task_and_sent_once(
 
 
 @pytest.mark.postgres
+def test_a_dead_address_is_a_handled_bounce_counted_from_the_ledger(
+    tmp_path: Path, postgres_url: str, queue_name: str
+) -> None:
+    from publisher.models import SubscriberStatus
+    from tests.support.smtp import Scripted
+
+    emails = [f"reader{i:03d}@example.test" for i in range(BATCH + 5)]
+    recipients = Recipients()
+    dead = {emails[7]: Scripted(f"550 5.1.1 <{emails[7]}>: no such user")}
+    with RecordingSmtpServer(replies=dead, on_message=recipients) as server:
+        config = site(tmp_path, postgres_url, server.port, queue_name)
+        store = Store.open(config.store_url)
+        try:
+            add_subscribers(store, emails)
+        finally:
+            store.close()
+        worker = Worker(tmp_path, 1)
+        try:
+            run = subprocess.run([*PUBLISHER, "run", "--date", DAY.isoformat(), "--config", "config.yaml"],
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        finally:
+            assert worker.stop() == 0, worker.output()
+    said = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode == 0, said  # a bounce is handled: the subscriber is marked, nobody needs to look
+    assert "1 bounced" in said, said
+    assert sorted(recipients.counts) == sorted(set(emails) - {emails[7]})
+    assert ledger_counts(config) == {"pending": 0, "sent": len(emails) - 1, "failed": 1, "skipped": 0}
+    store = Store.open(config.store_url)
+    try:
+        found = store.subscribers.by_email(emails[7])
+        assert found is not None and found.status is SubscriberStatus.BOUNCED
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
 def test_a_broker_that_cannot_be_reached_ends_the_run_with_the_hint(tmp_path: Path, postgres_url: str) -> None:
     with RecordingSmtpServer() as server:
         config = site(tmp_path, postgres_url, server.port, "unreachable")

@@ -85,6 +85,7 @@ class Dispatcher:
             try:
                 self.engine.fill_ledger(digest)
                 start = self.store.deliveries.counts(digest.id)
+                bounced_before = self.store.deliveries.bounced(digest.id)
                 outcome.already_sent = start["sent"]
                 try:
                     self._rounds(digest, outcome)
@@ -94,6 +95,7 @@ class Dispatcher:
                     outcome.sent = end["sent"] - start["sent"]
                     outcome.failed = end["failed"] - start["failed"]
                     outcome.skipped = end["skipped"] - start["skipped"]
+                    outcome.bounced = self.store.deliveries.bounced(digest.id) - bounced_before
                 self.engine.finish(digest, outcome)
             except StoreError as exc:
                 outcome.error = f"{exc}; the coordinator stopped. Run again once the store is back: the rest is sent"
@@ -194,7 +196,6 @@ class Dispatcher:
             raise _GaveUp from exc
         if result is None:
             return False
-        outcome.bounced += result.bounced
         outcome.retried += result.retried + (result.sent + result.failed if retry else 0)
         room = SHOWN_FAILURES - len(outcome.failures)
         outcome.failures.extend(result.failures[: max(0, room)])

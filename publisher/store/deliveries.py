@@ -273,7 +273,20 @@ class DeliveryLedger:
             )
             return result.rowcount or 0
 
+    def bounced(self, digest_id: int) -> int:
+        """Failed deliveries of the digest whose subscriber is now marked bounced (the ledger's own
+        count of bounces, whoever sent them: a worker killed before it reported counts too)."""
+        query = (
+            select(func.count())
+            .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
+            .where(deliveries.c.digest_id == digest_id, deliveries.c.status == DeliveryStatus.FAILED.value,
+                   subscribers.c.status == SubscriberStatus.BOUNCED.value)
+        )
+        with self._engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
 
 def _among(ids: Sequence[int] | None) -> list[Any]:
     """No condition (the whole digest), or only these rows."""
     return [] if ids is None else [deliveries.c.id.in_(list(ids))]
+
