@@ -194,7 +194,7 @@ class Sink:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--subscribers", type=int, nargs="+", default=[100_000, 200_000])
+    parser.add_argument("--subscribers", type=int, nargs="*", default=[100_000, 200_000])
     parser.add_argument("--store-url", action="append", default=[],
                         help="a PostgreSQL server (a fresh database per measurement) or a SQLite file; repeatable")
     parser.add_argument("--sqlite", action="store_true", help="also measure SQLite in a temporary folder")

@@ -25,11 +25,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 
 from publisher.config import MailSettings
 from publisher.errors import StoreError, TransportUnavailable
 from publisher.models import OutgoingMessage, SubscriberStatus
+from publisher.pipeline.committer import Committer
 from publisher.pipeline.compose import LinkMaker, NotSent
 from publisher.pipeline.lease import holder_is_dead
 from publisher.pipeline.ledger import Ledger, LedgerWrites
@@ -124,8 +126,14 @@ class SendEngine:
         outcome.already_sent = self.ledger.counts(digest.id)["sent"]
         pool = SenderPool(self.channel, self.channel_factory, self.connections,
                           TokenBucket(self.mail.rate_per_second), self.stop)
+        writes: AbstractContextManager[LedgerWrites]
+        if pool.connections > 1 and not self.store.shares_one_connection:
+            # commits on their own thread: the claimer goes on judging and handing out meanwhile
+            writes = Committer.running(lambda: self.ledger.writer(group=COMMIT_GROUP), pool.wake)
+        else:
+            writes = self.ledger.writer(group=COMMIT_GROUP)
         try:
-            with self.ledger.writer(group=COMMIT_GROUP) as writer:
+            with writes as writer:
                 run = _Run(self, digest, compose, writer, outcome, pool)
                 try:
                     run.all_passes()
@@ -218,6 +226,7 @@ class _Run:
         self.store, self.ledger = engine.store, engine.ledger
         self.chunk = max(1, int(getattr(engine.channel, "max_batch", 1)))
         self.pool = pool
+        self.committer = writer if isinstance(writer, Committer) else None
         self.accepted = 0
         counts = self.ledger.counts(digest.id)
         self.total = sum(counts.values())
@@ -257,7 +266,8 @@ class _Run:
 
     def _pass(self, last_id: int) -> None:
         while not self._halted():
-            self.writer.flush()  # what is read next sees what was written
+            if self.committer is None:
+                self.writer.flush()  # commit before the next read (with the committer: it commits meanwhile)
             rows = self.ledger.due(self.digest.id, after_id=last_id, limit=self.engine.mail.batch_size)
             if not rows:
                 break
@@ -292,6 +302,9 @@ class _Run:
         (draining: to none), then commit them as one group before anything else is handed out: the
         accepted rows not committed are always among the chunks handed out."""
         pool = self.pool
+        if self.committer is not None:
+            self._collect_committing(self.committer, drain=drain)
+            return
         if not drain and not pool.full:
             return
         floor = 0 if drain else pool.low
@@ -301,7 +314,30 @@ class _Run:
                 self._judge(done)
         self.writer.flush()
 
+    def _collect_committing(self, committer: Committer, *, drain: bool) -> None:
+        """With the committer thread: judge what came back and hand it over to be committed, and
+        return as soon as another chunk may go out: while fewer than the pool's limit are held,
+        handed out or judged but not yet committed (so the accepted rows not committed are always
+        among them). Draining: until every chunk came back and every result is committed."""
+        pool = self.pool
+        while True:
+            while (done := pool.next_done(0)) is not None:
+                self._judge(done)
+            committer.check()
+            committer.hand_over()
+            if drain:
+                if pool.in_flight == 0:
+                    break
+            elif pool.in_flight + committer.uncommitted_chunks < pool.limit:
+                return
+            done = pool.next_done(None)  # a chunk back, or a commit done (None)
+            if done is not None:
+                self._judge(done)
+        committer.flush()
+
     def _judge(self, done: Done) -> None:
+        if self.committer is not None:
+            self.committer.judged()
         by_id = done.token
         assert isinstance(by_id, dict)
         if done.error is not None:

@@ -120,7 +120,7 @@ class SenderPool:
         self._factory = factory
         self._extra: list[Channel] = []
         self._work: queue.Queue[tuple[object, Sequence[OutgoingMessage]] | None] = queue.Queue()
-        self.results: queue.Queue[Done] = queue.Queue()
+        self.results: queue.Queue[Done | None] = queue.Queue()  # None: a wake-up (a commit is done)
         self.in_flight = 0
         self._threads: list[threading.Thread] = []
         if self.connections > 1:
@@ -149,13 +149,18 @@ class SenderPool:
         self._work.put((token, messages))
 
     def next_done(self, timeout: float | None) -> Done | None:
-        """The next chunk back, or None when none came within `timeout` seconds."""
+        """The next chunk back, or None when none came within `timeout` seconds or `wake` was called."""
         try:
             done = self.results.get(timeout=timeout) if timeout is None or timeout > 0 else self.results.get_nowait()
         except queue.Empty:
             return None
-        self.in_flight -= 1
+        if done is not None:
+            self.in_flight -= 1
         return done
+
+    def wake(self) -> None:
+        """Make a waiting `next_done` return None (the ledger committer calls it after each commit)."""
+        self.results.put(None)
 
     def _serve(self, channel: Channel) -> None:
         while (item := self._work.get()) is not None:
