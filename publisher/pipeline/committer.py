@@ -96,8 +96,15 @@ class Committer:
     def uncommitted_chunks(self) -> int:
         return self.judged_chunks - self.committed_chunks
 
+    @property
+    def waiting_chunks(self) -> int:
+        """Chunks judged and written here, not handed over yet."""
+        return self._chunks
+
     def hand_over(self) -> None:
         """Start committing what is written, unless a commit is running (then it waits for the next)."""
+        if not self._ops and not self._chunks:
+            return
         with self._cond:
             idle = not self._busy and not self._todo
         if idle:

@@ -315,20 +315,29 @@ class _Run:
         self.writer.flush()
 
     def _collect_committing(self, committer: Committer, *, drain: bool) -> None:
-        """With the committer thread: judge what came back and hand it over to be committed, and
-        return as soon as another chunk may go out: while fewer than the pool's limit are held,
-        handed out or judged but not yet committed (so the accepted rows not committed are always
-        among them). Draining: until every chunk came back and every result is committed."""
+        """With the committer thread. A chunk counts as held from being handed out until its results
+        are committed; fewer than the pool's limit held: return at once (another chunk may go out).
+        At the limit: judge what comes back and hand it over to be committed until no more than the
+        low water mark is held, then return, so the claimer refills in a burst instead of waking
+        for every chunk. The accepted rows not committed are always among the chunks held.
+        Draining: until every chunk came back and every result is committed."""
         pool = self.pool
+        if not drain and pool.in_flight + committer.uncommitted_chunks < pool.limit:
+            return
         while True:
             while (done := pool.next_done(0)) is not None:
                 self._judge(done)
             committer.check()
-            committer.hand_over()
+            # a commit costs about the same for one row as for twenty (SQLite: ~0.3 ms of CPU): hand
+            # over once committing what waits brings the pool down to its low water mark (the
+            # chunks still out keep the senders busy meanwhile), or when nothing else is coming
+            held = pool.in_flight + committer.uncommitted_chunks
+            if drain or pool.in_flight == 0 or held - committer.waiting_chunks <= pool.low:
+                committer.hand_over()
             if drain:
                 if pool.in_flight == 0:
                     break
-            elif pool.in_flight + committer.uncommitted_chunks < pool.limit:
+            elif pool.in_flight + committer.uncommitted_chunks <= pool.low:
                 return
             done = pool.next_done(None)  # a chunk back, or a commit done (None)
             if done is not None:
