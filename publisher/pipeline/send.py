@@ -6,10 +6,12 @@
 
 Concurrency (mail.connections): one claimer (this thread) reads disjoint chunks of due rows and hands
 them to N senders, each with its own channel (publisher.pipeline.senders); the results come back
-here, are judged here, and are written by this thread's one ledger connection, committed every
-COMMIT_GROUP rows at most: whatever came back while the last commit ran is committed together, as
-soon as nothing else is ready (with one connection: each result before the next message is sent). A row is marked sent only after
-the channel said the server accepted it. A crash can repeat at most `duplicate_bound` messages.
+here and are judged here, then committed in groups of at most COMMIT_GROUP rows by the committer
+thread (publisher.pipeline.committer) on its own ledger connection, while this thread goes on. A
+chunk is held from being handed out until its results are committed, and no more than the pool's
+limit are held (with one connection: no thread, each result committed before the next message is
+sent). A row is marked sent only after the channel said the server accepted it. A crash can repeat
+at most `duplicate_bound` messages.
 
 Only the process holding the digest's lease sends. Rows are streamed in id order (keyset pages of
 mail.batch_size), so memory does not grow with the list. After a pass over the due rows the engine
