@@ -55,9 +55,10 @@ class LedgerWriter:
     """One connection, one prepared statement, and commits in groups for the hot path.
 
     Each result is kept until `flush`, which writes the group in one transaction (the acceptances as
-    one executemany) and commits; at `group` rows it flushes by itself. The engine flushes as soon as
-    no other result is ready, and before it touches the store any other way. Until then a crash loses
-    at most the group: those rows stay pending and are sent again, never lost. One round trip per
+    one statement) and commits; at `group` rows it flushes by itself. The engine flushes (from its
+    committer thread, with more than one sender) once a group is due, and before it touches the
+    store any other way. Until then a crash loses at most the group: those rows stay pending and
+    are sent again, never lost. One round trip per
     message cost PostgreSQL two thirds of its speed; a group costs one.
     """
 
