@@ -10,7 +10,9 @@ same C connections (raw sockets, MAIL/RCPT/DATA pipelined, the same message byte
 the same number of messages. Printed beside each figure: CPUs and load. Peak RSS is per process
 (ru_maxrss of that child). The ledger fill (INSERT ... SELECT ... ON CONFLICT DO NOTHING) is timed
 per 100k rows at each size: linear when the figure stays the same. --profile N: cProfile of one
-send of N with one connection (every stage then runs in one thread), top functions by own time.
+send of N with one connection (every stage then runs in one thread; --profile-connections C: the
+claimer thread of a C-connection send), top functions by own time. Each row also prints the CPU per
+message spent by each kind of thread (claimer, committer, the senders summed).
 Without --store-url the store is SQLite in a temporary folder. Not a test.
 """
 
@@ -81,11 +83,14 @@ def child_pipeline(count: int, store_url: str, port: int, connections: int, prof
                 enqueue_seconds.append(time.perf_counter() - began)
 
         DeliveryLedger.enqueue = timed  # type: ignore[method-assign]
+        threads = thread_cpu()
         profiler = cProfile.Profile() if profile else None
         wall, cpu = time.perf_counter(), time.process_time()
         if profiler:
             profiler.enable()
+        claimer = time.thread_time()
         outcomes = run_digests(config, store, date.fromisoformat(DAY_TEXT))
+        threads["claimer"] = time.thread_time() - claimer
         if profiler:
             profiler.disable()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -96,6 +101,7 @@ def child_pipeline(count: int, store_url: str, port: int, connections: int, prof
         "sent": sent, "wall": wall, "cpu": cpu, "errors": [e for e in errors if e],
         "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "fill_s": fill_seconds, "enqueue_s": sum(enqueue_seconds), "store": store_url.split(":", 1)[0],
+        "threads_us": {name: seconds / max(1, sent) * 1e6 for name, seconds in threads.items()},
     }
     if profiler:
         out = io.StringIO()
@@ -104,6 +110,36 @@ def child_pipeline(count: int, store_url: str, port: int, connections: int, prof
         top = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:15]  # type: ignore[attr-defined]
         result["profile"] = [(f"{Path(f).name}:{line}:{name}", own / total) for (f, line, name), (_, _, own, _, _) in top]
     return result
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds per kind of thread of the send (claimer, committer, senders summed), filled in
+    as each thread ends: time.thread_time() taken inside the thread's own loop."""
+    from publisher.pipeline import committer, senders
+
+    spent: dict[str, float] = {"senders": 0.0, "committer": 0.0}
+    lock = threading.Lock()
+    serve, commit = senders.SenderPool._serve, committer.Committer._serve
+
+    def sender(self: senders.SenderPool, channel: senders.Channel) -> None:
+        began = time.thread_time()
+        try:
+            serve(self, channel)
+        finally:
+            with lock:
+                spent["senders"] += time.thread_time() - began
+
+    def committing(self: committer.Committer) -> None:
+        began = time.thread_time()
+        try:
+            commit(self)
+        finally:
+            with lock:
+                spent["committer"] += time.thread_time() - began
+
+    senders.SenderPool._serve = sender  # type: ignore[method-assign]
+    committer.Committer._serve = committing  # type: ignore[method-assign]
+    return spent
 
 
 def sample_messages(port: int) -> list[tuple[str, bytes]]:
@@ -194,12 +230,14 @@ class Sink:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--subscribers", type=int, nargs="+", default=[100_000, 200_000])
+    parser.add_argument("--subscribers", type=int, nargs="*", default=[100_000, 200_000])
     parser.add_argument("--store-url", action="append", default=[],
                         help="a PostgreSQL server (a fresh database per measurement) or a SQLite file; repeatable")
     parser.add_argument("--sqlite", action="store_true", help="also measure SQLite in a temporary folder")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--profile", type=int, default=0, help="profile one send of this many (one connection)")
+    parser.add_argument("--profile-connections", type=int, default=1,
+                        help="connections of the profiled send (more than one: cProfile sees the claimer thread only)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -234,8 +272,8 @@ def main() -> None:
                     report(rows[-1])
         if args.profile:
             with fresh_store(stores[0], workdir, "profile") as store_url:
-                profiled = run_child("pipeline", str(args.profile), store_url, str(port), "1", "1")
-            print(f"\nwhere the time goes: {args.profile} messages, one connection, {profiled['store']} "
+                profiled = run_child("pipeline", str(args.profile), store_url, str(port), str(args.profile_connections), "1")
+            print(f"\nwhere the time goes: {args.profile} messages, {args.profile_connections} connection(s), {profiled['store']} "
                   f"(cProfile, own time; cProfile itself slows the run) | {machine()}")
             for name, share in profiled["profile"]:
                 print(f"  {share * 100:5.1f} %  {name}")
@@ -258,6 +296,7 @@ def report(row: tuple[int, dict[str, Any], dict[str, Any], str, str]) -> None:
     print(f"{ours['store']:>10} {count:>8}: publisher {rate:6.0f} msg/s, CPU {cpu:5.0f} µs/msg, RSS {ours['rss_mib']:5.1f} MiB"
           f" | bare loop {bare_rate:6.0f} msg/s, CPU {bare_cpu:5.0f} µs/msg, RSS {bare['rss_mib']:5.1f} MiB"
           f" | throughput ratio {rate / bare_rate:.2f} (>= 0.9), CPU ratio {cpu / bare_cpu:.2f} (<= 1.3)"
+          f" | CPU µs/msg by thread: {', '.join(f'{k} {v:.0f}' for k, v in ours['threads_us'].items())}"
           f" | fill {ours['fill_s']:.1f} s, ledger {ours['enqueue_s']:.1f} s | {before} -> {after}"
           f" | {bare['bytes'] / 1024:.0f} KiB/msg", flush=True)
 

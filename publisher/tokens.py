@@ -53,6 +53,9 @@ class TokenSigner:
     def __init__(self, secret: str, *, previous: Iterable[str] = ()) -> None:
         self._key = _key(secret)
         self._keys = [self._key, *(_key(old) for old in previous if old and old != secret)]
+        # keyed once; each signature copies it (no re-keying, and a small update keeps the GIL:
+        # the one-shot hmac.digest releases it, and a send's claimer thread then waits to get it back)
+        self._keyed = hmac.new(self._key, digestmod=hashlib.sha256)
 
     @staticmethod
     def _mac_with(key: bytes, payload: str) -> str:
@@ -65,7 +68,9 @@ class TokenSigner:
             raise ValueError("subscriber id must not be negative")
         expires = 0 if ttl_seconds is None else int((now or time.time()) + ttl_seconds)
         payload = f"{purpose}.{subscriber_id:x}.{expires:x}"
-        return f"{payload}.{self._mac_with(self._key, payload)}"
+        mac = self._keyed.copy()
+        mac.update(payload.encode("ascii"))
+        return f"{payload}.{_b64(mac.digest()[:_MAC_BYTES])}"
 
     def verify(self, token: str, purpose: str, *, now: float | None = None) -> TokenClaims:
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not token.isascii():

@@ -94,3 +94,34 @@ def test_two_fills_racing_on_postgres_do_not_collide(postgres_url: str) -> None:
         assert result == {"added": 3}
     finally:
         store.close()
+
+
+def test_a_group_of_acceptances_is_written_as_sent_with_its_ids_and_times(store_url: str) -> None:
+    """The writer's one-statement path (arrays on PostgreSQL, the driver's executemany on SQLite) reads
+    back through the same columns as any other write: status, provider id, aware sent_at, attempts;
+    a row no longer pending is left alone."""
+    store = Store.open(store_url)
+    try:
+        for i in range(3):
+            store.subscribers.upsert(f"r{i}@example.org", language="en")
+        digest = make_digest(store)
+        assert store.deliveries.enqueue(digest, "en") == 3
+        rows = store.deliveries.due(digest, after_id=0, limit=10)
+        with store.engine.begin() as connection:  # the third is already failed: a sent must not touch it
+            connection.execute(deliveries.update().where(deliveries.c.id == rows[2].id).values(status="failed"))
+        before = datetime.now(UTC)
+        with store.deliveries.writer(group=10) as writer:
+            writer.sent(rows[0].id, "queue-1")
+            writer.sent(rows[1].id, None)
+            writer.sent(rows[2].id, "queue-3")
+        with store.engine.connect() as connection:
+            found = {r.id: r for r in connection.execute(select(deliveries).where(deliveries.c.digest_id == digest))}
+        first, second, third = (found[row.id] for row in rows)
+        assert (first.status, first.provider_message_id, first.attempts, first.last_error) == ("sent", "queue-1", 1, None)
+        assert (second.status, second.provider_message_id) == ("sent", None)
+        assert first.sent_at is not None and before <= first.sent_at <= datetime.now(UTC)
+        assert first.sent_at.tzinfo is not None and first.updated_at == first.sent_at
+        assert (third.status, third.provider_message_id, third.attempts) == ("failed", None, 0)
+        assert store.deliveries.counts(digest)["sent"] == 2
+    finally:
+        store.close()

@@ -39,6 +39,7 @@ class LinkMaker:
         self.signer = TokenSigner(self.site.secret)
         self._base = self.site.public_url.rstrip("/")
         self._id_key = hashlib.sha256(b"message-id:" + self.site.secret.encode()).digest()
+        self._id_mac = hmac.new(self._id_key, digestmod=hashlib.sha256)
 
     def unsubscribe_url(self, subscriber_id: int) -> str:
         return f"{self._base}/unsubscribe/{self.signer.sign('unsubscribe', subscriber_id)}"
@@ -49,7 +50,9 @@ class LinkMaker:
     def message_id(self, digest_id: int, delivery_id: int) -> str:
         # The same delivery always gets the same Message-ID: a copy resent after a crash is
         # recognizably the same message to clients that deduplicate on it.
-        tag = hmac.new(self._id_key, f"{digest_id}.{delivery_id}".encode(), hashlib.sha256).hexdigest()[:12]
+        mac = self._id_mac.copy()  # keyed once (see TokenSigner.sign)
+        mac.update(f"{digest_id}.{delivery_id}".encode())
+        tag = mac.hexdigest()[:12]
         return f"<digest.{digest_id}.{delivery_id}.{tag}@{self.domain}>"
 
 

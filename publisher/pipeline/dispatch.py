@@ -25,7 +25,8 @@ from publisher.config import MailSettings
 from publisher.errors import BrokerUnavailable, StoreError
 from publisher.models import OutgoingMessage, SendReport
 from publisher.pipeline.outcome import SHOWN_FAILURES, SendOutcome
-from publisher.pipeline.send import LEASE, MAX_PASSES, SendEngine
+from publisher.pipeline.send import LEASE, SendEngine
+from publisher.pipeline.send_run import MAX_PASSES
 from publisher.store import DigestRecord, Store
 
 log = logging.getLogger("publisher.dispatch")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
+
+LEASE = timedelta(minutes=2)  # a sending lease; renewed every third of it while the send goes on
 
 
 def holder_is_dead(holder: str) -> bool:

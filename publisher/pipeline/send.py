@@ -6,10 +6,12 @@
 
 Concurrency (mail.connections): one claimer (this thread) reads disjoint chunks of due rows and hands
 them to N senders, each with its own channel (publisher.pipeline.senders); the results come back
-here, are judged here, and are written by this thread's one ledger connection, committed every
-COMMIT_GROUP rows at most: whatever came back while the last commit ran is committed together, as
-soon as nothing else is ready (with one connection: each result before the next message is sent). A row is marked sent only after
-the channel said the server accepted it. A crash can repeat at most `duplicate_bound` messages.
+here and are judged here, then committed in groups of at most COMMIT_GROUP rows by the committer
+thread (publisher.pipeline.committer) on its own ledger connection, while this thread goes on. A
+chunk is held from being handed out until its results are committed, and no more than the pool's
+limit are held (with one connection: no thread, each result committed before the next message is
+sent). A row is marked sent only after the channel said the server accepted it. A crash can repeat
+at most `duplicate_bound` messages.
 
 Only the process holding the digest's lease sends. Rows are streamed in id order (keyset pages of
 mail.batch_size), so memory does not grow with the list. After a pass over the due rows the engine
@@ -23,42 +25,32 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 
 from publisher.config import MailSettings
-from publisher.errors import StoreError, TransportUnavailable
-from publisher.models import OutgoingMessage, SubscriberStatus
-from publisher.pipeline.compose import LinkMaker, NotSent
-from publisher.pipeline.lease import holder_is_dead
+from publisher.errors import StoreError
+from publisher.pipeline.committer import Committer
+from publisher.pipeline.compose import LinkMaker
+from publisher.pipeline.lease import LEASE, holder_is_dead
 from publisher.pipeline.ledger import Ledger, LedgerWrites
 from publisher.pipeline.outcome import SHOWN_FAILURES, SendOutcome
+from publisher.pipeline.send_run import Composer, Run, Stopped
 from publisher.pipeline.senders import (
     COMMIT_GROUP,
     Channel,
-    Done,
     SenderPool,
     TokenBucket,
     duplicate_bound,
 )
-from publisher.pipeline.verdict import HINT_STREAK, Action, Breaker, Decision, Refusal, RetryPolicy, decide
-from publisher.store import DigestRecord, DigestStatus, PendingDelivery, Store
-from publisher.subscriber_status import apply_status
+from publisher.pipeline.verdict import Action, Breaker, RetryPolicy
+from publisher.store import DigestRecord, DigestStatus, Store
 
 log = logging.getLogger("publisher.send")
 
-LEASE = timedelta(minutes=2)
-MAX_PASSES = 100  # a bound on going round again (each pass costs every retried row an attempt)
 
 __all__ = ["LEASE", "Channel", "Composer", "LinkMaker", "SendEngine", "SendOutcome", "holder_is_dead"]
-
-
-Composer = Callable[[PendingDelivery], OutgoingMessage | NotSent]
-
-
-class _Stopped(Exception):
-    """The send ends before the end of the list; the outcome says why."""
 
 
 class SendEngine:
@@ -99,7 +91,7 @@ class SendEngine:
 
     def send(self, digest: DigestRecord, compose: Composer) -> SendOutcome:
         outcome = SendOutcome(digest.edition)
-        if not self._claim(digest.id):
+        if not self.claim_lease(digest.id):
             outcome.held_by = self.store.digests.lease_holder(digest.id)[0]
             log.info("digest %s %s is being sent by %s; not sending it here", digest.edition, digest.day, outcome.held_by)
             return outcome
@@ -128,12 +120,18 @@ class SendEngine:
         outcome.already_sent = self.ledger.counts(digest.id)["sent"]
         pool = SenderPool(self.channel, self.channel_factory, self.connections,
                           TokenBucket(self.mail.rate_per_second), self.stop)
+        writes: AbstractContextManager[LedgerWrites]
+        if pool.connections > 1 and not self.store.shares_one_connection:
+            # commits on their own thread: the claimer goes on judging and handing out meanwhile
+            writes = Committer.running(lambda: self.ledger.writer(group=COMMIT_GROUP), pool.wake)
+        else:
+            writes = self.ledger.writer(group=COMMIT_GROUP)
         try:
-            with self.ledger.writer(group=COMMIT_GROUP) as writer:
-                run = _Run(self, digest, compose, writer, outcome, pool)
+            with writes as writer:
+                run = Run(self, digest, compose, writer, outcome, pool)
                 try:
                     run.all_passes()
-                except _Stopped:
+                except Stopped:
                     pass
                 finally:
                     # refusals held back when the send ends early wait for the next run, unjudged
@@ -141,6 +139,10 @@ class SendEngine:
                     run.settle_streak(Action.RETRY if early else Action.FAILED)
         finally:
             pool.close()
+
+    def renew_every(self) -> float:
+        """Seconds between renewals of the sending lease while the send goes on: a third of it."""
+        return LEASE.total_seconds() / 3
 
     # --- for a coordinator whose workers send the rows (publisher.pipeline.dispatch) ---------------
 
@@ -151,9 +153,9 @@ class SendEngine:
         self._finish(digest, outcome)
 
     def claim(self, digest_id: int) -> bool:
-        return self._claim(digest_id)
+        return self.claim_lease(digest_id)
 
-    def _claim(self, digest_id: int) -> bool:
+    def claim_lease(self, digest_id: int) -> bool:
         if not self.lease:
             return True
         if self.store.digests.claim(digest_id, self.owner, LEASE):
@@ -224,218 +226,3 @@ class SendEngine:
                 log.warning("delivery %d to %s failed: %s", row.id, row.email, reason)
                 if len(outcome.failures) < SHOWN_FAILURES:
                     outcome.failures.append((row.email, reason))
-
-
-class _Run:
-    """One call of SendEngine.send: the passes over due rows, and the streak the breaker holds back."""
-
-    def __init__(self, engine: SendEngine, digest: DigestRecord, compose: Composer, writer: LedgerWrites,
-                 outcome: SendOutcome, pool: SenderPool) -> None:
-        self.engine, self.digest, self.compose, self.writer, self.outcome = engine, digest, compose, writer, outcome
-        self.store, self.ledger = engine.store, engine.ledger
-        self.chunk = max(1, int(getattr(engine.channel, "max_batch", 1)))
-        self.pool = pool
-        self.accepted = 0
-        counts = self.ledger.counts(digest.id)
-        self.total = sum(counts.values())
-        self.done = counts["sent"] + counts["failed"] + counts["skipped"]
-        # refusals of kind OTHER held back while they might turn out to be about us (see Breaker)
-        self.streak: list[tuple[PendingDelivery, Decision]] = []
-        self.stopped = False
-        self.pass_number = 0  # from the second pass on, every row settled is a retry within this run
-        self.renewed = time.monotonic()
-
-    def all_passes(self) -> None:
-        for number in range(1, MAX_PASSES + 1):
-            self.pass_number = number
-            accepted = self.one_pass()
-            self.settle_streak(Action.FAILED)
-            self.writer.flush()
-            if not accepted or not self.ledger.due(self.digest.id, after_id=0, limit=1):
-                return
-            log.info("digest %s %s: pass %d done; going round again for retries now due",
-                     self.digest.edition, self.digest.day, number)
-
-    def one_pass(self) -> int:
-        """Every row due now, in id order, over the pool's senders; returns how many were accepted."""
-        self.accepted = 0
-        last_id = 0
-        try:
-            self._pass(last_id)
-        except _Stopped:
-            self._collect(drain=True)  # what was handed out still comes back and is written
-            raise
-        self._collect(drain=True)  # every chunk handed out comes back and is written
-        if self.stopped or self.outcome.interrupted:
-            if self.stopped:
-                log.error("digest %s %s: %s", self.digest.edition, self.digest.day, self.outcome.error)
-            raise _Stopped
-        return self.accepted
-
-    def _pass(self, last_id: int) -> None:
-        while not self._halted():
-            self.writer.flush()  # what is read next sees what was written
-            rows = self.ledger.due(self.digest.id, after_id=last_id, limit=self.engine.mail.batch_size)
-            if not rows:
-                break
-            last_id = rows[-1].id
-            self._renew(force=True)
-            for start in range(0, len(rows), self.chunk):
-                if self._halted():
-                    break
-                self._renew()
-                self._dispatch(rows[start : start + self.chunk])
-
-    def _halted(self) -> bool:
-        if self.engine.stop.is_set():
-            self.outcome.interrupted = True
-            return True
-        return self.stopped
-
-    def _dispatch(self, rows: Sequence[PendingDelivery]) -> None:
-        by_id: dict[int, PendingDelivery] = {}
-        messages: list[OutgoingMessage] = []
-        for row in rows:
-            built = self._compose(row)
-            if built is not None:
-                messages.append(built)
-                by_id[row.id] = row
-        if messages:
-            self.pool.submit(by_id, messages)
-        self._collect(drain=False)
-
-    def _collect(self, *, drain: bool) -> None:
-        """Once the pool is full, judge the chunks coming back until it is down to its low water mark
-        (draining: to none), then commit them as one group before anything else is handed out: the
-        accepted rows not committed are always among the chunks handed out."""
-        pool = self.pool
-        if not drain and not pool.full:
-            return
-        floor = 0 if drain else pool.low
-        while pool.in_flight > floor:
-            done = pool.next_done(None)
-            if done is not None:
-                self._judge(done)
-        self.writer.flush()
-
-    def _judge(self, done: Done) -> None:
-        by_id = done.token
-        assert isinstance(by_id, dict)
-        if done.error is not None:
-            if not isinstance(done.error, TransportUnavailable):
-                raise done.error
-            # nothing of that chunk was accepted: its rows stay pending, untouched; the rest stops
-            if not self.stopped:
-                self._stop(str(done.error))
-            return
-        assert done.report is not None
-        now = datetime.now(UTC)
-        for result in done.report.results:
-            row = by_id[result.delivery_id]
-            decision = decide(result, row.email, row.attempts, self.engine.policy, now)
-            self.accepted += decision.action is Action.SENT
-            self._take(row, decision)
-        self.done += len(by_id)
-        if self.engine.on_progress:
-            self.engine.on_progress(self.done, self.total)
-
-    def _compose(self, row: PendingDelivery) -> OutgoingMessage | None:
-        if row.subscriber_status is not SubscriberStatus.ACTIVE or row.paused:
-            self._skip(row, "paused" if row.paused else f"subscriber is {row.subscriber_status.value}")
-            return None
-        built = self.compose(row)
-        if isinstance(built, NotSent):
-            if built.failed:
-                self._write(row, Decision(Action.FAILED, built.reason))
-            else:
-                self._skip(row, built.reason)
-            return None
-        return built
-
-    def _take(self, row: PendingDelivery, decision: Decision) -> None:
-        """Route one decision: through the breaker's streak, or straight to the ledger."""
-        if self.stopped:
-            # the rest of a batch answered after the send was stopped: sent stays sent, the rest waits
-            if decision.action is not Action.SENT:
-                decision = Decision(Action.RETRY, decision.reason, decision.retry_at or datetime.now(UTC),
-                                    decision.refusal, count_attempt=False)
-            self._write(row, decision)
-            return
-        trips = self.engine.breaker.observe(decision, row.email)
-        if decision.action is Action.SENT and self.streak:
-            self.settle_streak(Action.FAILED)
-        if decision.action is Action.STOP:
-            self._stop(f"{decision.reason}; stopped, nobody marked failed (hint: {decision.hint})")
-            self._write(row, decision)
-            return
-        if decision.refusal is Refusal.OTHER and decision.action is Action.FAILED:
-            self.streak.append((row, decision))
-            if trips:
-                self._stop(f"{self.engine.breaker.explain(decision.reason)}; stopped, nobody marked failed "
-                           f"(hint: {HINT_STREAK})")
-                self.settle_streak(Action.RETRY)
-            return
-        self._write(row, decision)
-
-    def settle_streak(self, action: Action) -> None:
-        """Write the held-back refusals: as failed (the streak broke) or as deferred (it was about us)."""
-        if action is Action.FAILED:
-            self.engine.breaker.reset()
-        if not self.streak:
-            return
-        held, self.streak = self.streak, []
-        retry_at = datetime.now(UTC) + self.engine.policy.backoff(1)
-        for row, decision in held:
-            if action is Action.RETRY:
-                decision = Decision(Action.RETRY, decision.reason, retry_at, decision.refusal, count_attempt=False)
-            self._write(row, decision)
-
-    def _stop(self, error: str) -> None:
-        self.stopped = True
-        self.outcome.error = error
-
-    # --- the one ledger write path -------------------------------------------------------------
-
-    def _skip(self, row: PendingDelivery, reason: str) -> None:
-        self.writer.skipped(row.id, reason)
-        self.outcome.skipped += 1
-
-    def _write(self, row: PendingDelivery, decision: Decision) -> None:
-        outcome, writer = self.outcome, self.writer
-        retry = self.pass_number > 1
-        if decision.action is Action.SENT:
-            writer.sent(row.id, decision.provider_message_id)
-            outcome.sent += 1
-            outcome.retried += retry
-            return
-        if decision.action in (Action.RETRY, Action.STOP):
-            assert decision.retry_at is not None
-            writer.retry_at(row.id, decision.reason, decision.retry_at, count_attempt=decision.count_attempt)
-            return
-        writer.failed(row.id, decision.reason)
-        outcome.failed += 1
-        outcome.retried += retry
-        if len(outcome.failures) < SHOWN_FAILURES:
-            outcome.failures.append((row.email, decision.reason))
-        if decision.action is Action.BOUNCE:
-            outcome.bounced += 1
-            # the mailbox does not exist: sending to it again only hurts our reputation
-            writer.flush()  # the store takes one writer at a time (SQLite): ours commits first
-            apply_status(self.store.subscribers, row.subscriber_id, SubscriberStatus.BOUNCED, decision.reason)
-            log.info("delivery %d to %s bounced, subscriber %d marked bounced: %s",
-                     row.id, row.email, row.subscriber_id, decision.reason)
-        else:
-            log.warning("delivery %d to %s failed: %s", row.id, row.email, decision.reason)
-
-    # --- stop and lease ------------------------------------------------------------------------
-
-    def _renew(self, *, force: bool = False) -> None:
-        # a slow batch (rate limit, slow server) must not outlive its lease
-        if not force and time.monotonic() - self.renewed <= LEASE.total_seconds() / 3:
-            return
-        self.writer.flush()
-        if not self.engine._claim(self.digest.id):
-            self.outcome.error = "lost the sending lease to another process; stopping"
-            raise _Stopped
-        self.renewed = time.monotonic()
-

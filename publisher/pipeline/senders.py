@@ -9,7 +9,7 @@ the next pass only when every chunk of this one came back, so no row is ever hel
 `TokenBucket` keeps mail.rate_per_second one global cap across the senders.
 
 What a crash can send twice: the chunks handed out and not yet committed, at most `in_flight_limit`
-chunks of `max_batch` messages (the engine commits what came back before it hands out more).
+chunks of `max_batch` messages (a chunk stays held until the commit carrying its results is done).
 `duplicate_bound` is that number; README "Sending many messages" states it and tests check it.
 """
 
@@ -46,8 +46,9 @@ def default_connections(transport: TransportSettings) -> int:
 
 
 def in_flight_limit(connections: int) -> int:
-    """Chunks handed out at once: 6 per sender; the engine refills when they are down to 2 per sender,
-    so each commit carries ~4 per sender while every sender still has work queued."""
+    """Chunks held at once (handed out, or back and not yet committed): 6 per sender; the engine
+    refills when they are down to 2 per sender, so a commit carries ~4 per sender while every sender
+    still has work queued."""
     return 1 if connections <= 1 else 6 * connections
 
 
@@ -58,8 +59,9 @@ def low_water(connections: int) -> int:
 def duplicate_bound(connections: int, max_batch: int) -> int:
     """Messages a crash (SIGKILL, power loss, the store going away) can make a rerun send again.
 
-    The engine commits what came back before it hands out another chunk, so the accepted rows not yet
-    committed are always among the chunks handed out: at most in_flight_limit × max_batch.
+    A chunk is held from being handed out until its results are committed, and the engine holds no
+    more than in_flight_limit, so the accepted rows not yet committed are always among the chunks
+    held: at most in_flight_limit × max_batch.
     """
     return in_flight_limit(connections) * max_batch
 
@@ -120,7 +122,7 @@ class SenderPool:
         self._factory = factory
         self._extra: list[Channel] = []
         self._work: queue.Queue[tuple[object, Sequence[OutgoingMessage]] | None] = queue.Queue()
-        self.results: queue.Queue[Done] = queue.Queue()
+        self.results: queue.Queue[Done | None] = queue.Queue()  # None: a wake-up (a commit is done)
         self.in_flight = 0
         self._threads: list[threading.Thread] = []
         if self.connections > 1:
@@ -149,13 +151,18 @@ class SenderPool:
         self._work.put((token, messages))
 
     def next_done(self, timeout: float | None) -> Done | None:
-        """The next chunk back, or None when none came within `timeout` seconds."""
+        """The next chunk back, or None when none came within `timeout` seconds or `wake` was called."""
         try:
             done = self.results.get(timeout=timeout) if timeout is None or timeout > 0 else self.results.get_nowait()
         except queue.Empty:
             return None
-        self.in_flight -= 1
+        if done is not None:
+            self.in_flight -= 1
         return done
+
+    def wake(self) -> None:
+        """Make a waiting `next_done` return None (the ledger committer calls it after each commit)."""
+        self.results.put(None)
 
     def _serve(self, channel: Channel) -> None:
         while (item := self._work.get()) is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
 
 from publisher.store.articles import ArticleRepository
 from publisher.store.database import create_store_engine, upgrade_schema
@@ -39,6 +40,11 @@ class Store:
         except Exception:
             return False
         return True
+
+    @property
+    def shares_one_connection(self) -> bool:
+        """An in-memory SQLite store: one connection for every thread, so no thread may have its own."""
+        return isinstance(self.engine.pool, StaticPool)
 
     def close(self) -> None:
         self.engine.dispose()

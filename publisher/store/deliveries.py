@@ -55,9 +55,10 @@ class LedgerWriter:
     """One connection, one prepared statement, and commits in groups for the hot path.
 
     Each result is kept until `flush`, which writes the group in one transaction (the acceptances as
-    one executemany) and commits; at `group` rows it flushes by itself. The engine flushes as soon as
-    no other result is ready, and before it touches the store any other way. Until then a crash loses
-    at most the group: those rows stay pending and are sent again, never lost. One round trip per
+    one statement) and commits; at `group` rows it flushes by itself. The engine flushes (from its
+    committer thread, with more than one sender) once a group is due, and before it touches the
+    store any other way. Until then a crash loses at most the group: those rows stay pending and
+    are sent again, never lost. One round trip per
     message cost PostgreSQL two thirds of its speed; a group costs one.
     """
 
@@ -108,7 +109,7 @@ class LedgerWriter:
         sent, other = self._sent, self._other
         self._sent, self._other, self._first = [], [], None
         if sent:
-            self._connection.execute(_SENT, sent)
+            self._write_sent(sent)
         for delivery_id, values in other:
             self._connection.execute(
                 update(deliveries)
@@ -116,6 +117,46 @@ class LedgerWriter:
                 .values(**values)
             )
         self._connection.commit()
+
+
+    def _write_sent(self, sent: list[dict[str, Any]]) -> None:
+        """The acceptances in one statement (PostgreSQL: one round trip for the group, ids as arrays),
+        or one executemany the driver runs in C (SQLite); SQLAlchemy's executemany costs ~100 µs of
+        Python a row, more than building the message."""
+        connection = self._connection
+        dialect = connection.dialect.name
+        if dialect == "postgresql":
+            connection.exec_driver_sql(
+                _SENT_POSTGRESQL,
+                {"ids": [row["delivery_id"] for row in sent], "pids": [row["provider_id"] for row in sent],
+                 "ats": [row["now"] for row in sent], "sent": _SENT_VALUE, "pending": _PENDING_VALUE},
+            )
+        elif dialect == "sqlite":
+            connection.exec_driver_sql(
+                _SENT_SQLITE,
+                [(row["provider_id"], _sqlite_time(row["now"]), row["delivery_id"]) for row in sent],
+            )
+        else:
+            connection.execute(_SENT, sent)
+
+
+_SENT_VALUE, _PENDING_VALUE = DeliveryStatus.SENT.value, DeliveryStatus.PENDING.value
+_SENT_POSTGRESQL = (
+    "UPDATE deliveries AS d SET status = %(sent)s, provider_message_id = v.pid, sent_at = v.at, updated_at = v.at,"
+    " attempts = d.attempts + 1, last_error = NULL"
+    " FROM unnest(%(ids)s::integer[], %(pids)s::text[], %(ats)s::timestamptz[]) AS v(id, pid, at)"
+    " WHERE d.id = v.id AND d.status = %(pending)s"
+)
+_SENT_SQLITE = (
+    f"UPDATE deliveries SET status = '{_SENT_VALUE}', provider_message_id = ?1, sent_at = ?2, updated_at = ?2,"
+    f" attempts = attempts + 1, last_error = NULL WHERE id = ?3 AND status = '{_PENDING_VALUE}'"
+)
+
+
+def _sqlite_time(moment: datetime) -> str:
+    """An instant as SQLAlchemy's SQLite DateTime stores it (naive UTC, microseconds always written)."""
+    utc = moment.astimezone(UTC)
+    return f"{utc:%Y-%m-%d %H:%M:%S}.{utc.microsecond:06d}"
 
 
 @dataclass(frozen=True)
