@@ -5,14 +5,12 @@ installed package (as publisher.sources.registry does for source kinds).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import cache
-from importlib.metadata import entry_points
 from typing import Annotated, Any, Union
 
 from pydantic import Field
 
+from publisher.plugins import discover
 from publisher.providers.base import ProviderKind
 
 ENTRY_POINT_GROUP = "publisher.mail_providers"
@@ -23,16 +21,7 @@ def provider_kinds() -> dict[str, ProviderKind]:
     """Every provider by name: the package's own first (in module name order), then entry points."""
     import publisher.providers as package
 
-    found: dict[str, ProviderKind] = {}
-    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        declared = getattr(importlib.import_module(f"{package.__name__}.{module.name}"), "KIND", None)
-        if isinstance(declared, ProviderKind):
-            found.setdefault(declared.name, declared)
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        declared = point.load()
-        if isinstance(declared, ProviderKind):
-            found.setdefault(declared.name, declared)
-    return found
+    return discover(package, ProviderKind, ENTRY_POINT_GROUP)
 
 
 def provider_names() -> list[str]:

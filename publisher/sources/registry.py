@@ -7,11 +7,8 @@ kind is one module plus its tests.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Collection
 from functools import cache
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Union
 from zoneinfo import ZoneInfo
@@ -20,6 +17,7 @@ import requests
 from pydantic import Field
 
 from publisher.config.base import SourceSettingsBase
+from publisher.plugins import discover
 from publisher.sources.base import Source, SourceContext, SourceKind
 
 ENTRY_POINT_GROUP = "publisher.sources"
@@ -30,16 +28,7 @@ def source_kinds() -> dict[str, SourceKind]:
     """Every kind by name, the package's own first (in module name order), then entry points."""
     import publisher.sources as package
 
-    found: dict[str, SourceKind] = {}
-    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        declared = getattr(importlib.import_module(f"{package.__name__}.{module.name}"), "KIND", None)
-        if isinstance(declared, SourceKind):
-            found.setdefault(declared.name, declared)
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        declared = point.load()
-        if isinstance(declared, SourceKind):
-            found.setdefault(declared.name, declared)
-    return found
+    return discover(package, SourceKind, ENTRY_POINT_GROUP)
 
 
 def source_settings_union() -> Any:
