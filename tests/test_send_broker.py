@@ -96,6 +96,22 @@ class Worker:
             self._out.close()
 
 
+def run_with_one_worker(directory: Path, config: Config, emails: list[str]) -> subprocess.CompletedProcess[str]:
+    """The list in the store, one `publisher worker`, then `publisher run` as the coordinator; the
+    worker is stopped with SIGTERM afterwards and must exit 0."""
+    store = Store.open(config.store_url)
+    try:
+        add_subscribers(store, emails)
+    finally:
+        store.close()
+    worker = Worker(directory, 1)
+    try:
+        return subprocess.run([*PUBLISHER, "run", "--date", DAY.isoformat(), "--config", "config.yaml"],
+                              cwd=directory, capture_output=True, text=True, timeout=300)
+    finally:
+        assert worker.stop() == 0, worker.output()
+
+
 def ledger_counts(config: Config) -> dict[str, int]:
     store = Store.open(config.store_url)
     try:
@@ -276,17 +292,7 @@ def test_a_greylisted_recipient_is_retried_within_the_task_and_sent_once(
     greylisted = {emails[3]: Scripted("451 4.7.1 greylisted, try again", times=1)}
     with RecordingSmtpServer(replies=greylisted, on_message=recipients) as server:
         config = site(tmp_path, postgres_url, server.port, queue_name)
-        store = Store.open(config.store_url)
-        try:
-            add_subscribers(store, emails)
-        finally:
-            store.close()
-        worker = Worker(tmp_path, 1)
-        try:
-            run = subprocess.run([*PUBLISHER, "run", "--date", DAY.isoformat(), "--config", "config.yaml"],
-                                 cwd=tmp_path, capture_output=True, text=True, timeout=300)
-        finally:
-            assert worker.stop() == 0, worker.output()
+        run = run_with_one_worker(tmp_path, config, emails)
     assert run.returncode == 0, run.stdout + run.stderr
     assert sorted(recipients.counts.values()) == [1] * len(emails)
     assert ledger_counts(config) == {"pending": 0, "sent": len(emails), "failed": 0, "skipped": 0}
@@ -304,17 +310,7 @@ def test_a_dead_address_is_a_handled_bounce_counted_from_the_ledger(
     dead = {emails[7]: Scripted(f"550 5.1.1 <{emails[7]}>: no such user")}
     with RecordingSmtpServer(replies=dead, on_message=recipients) as server:
         config = site(tmp_path, postgres_url, server.port, queue_name)
-        store = Store.open(config.store_url)
-        try:
-            add_subscribers(store, emails)
-        finally:
-            store.close()
-        worker = Worker(tmp_path, 1)
-        try:
-            run = subprocess.run([*PUBLISHER, "run", "--date", DAY.isoformat(), "--config", "config.yaml"],
-                                 cwd=tmp_path, capture_output=True, text=True, timeout=300)
-        finally:
-            assert worker.stop() == 0, worker.output()
+        run = run_with_one_worker(tmp_path, config, emails)
     said = " ".join((run.stdout + run.stderr).split())
     assert run.returncode == 0, said  # a bounce is handled: the subscriber is marked, nobody needs to look
     assert "1 bounced" in said, said
@@ -367,17 +363,7 @@ def test_a_refusal_about_us_stops_the_digest_with_the_hint_and_fails_nobody(
     relay = {"digest@news.example.org": Scripted("554 5.7.1 Relay access denied", at="mail")}
     with RecordingSmtpServer(replies=relay) as server:
         config = site(tmp_path, postgres_url, server.port, queue_name)
-        store = Store.open(config.store_url)
-        try:
-            add_subscribers(store, [f"r{i}@example.test" for i in range(2 * BATCH)])
-        finally:
-            store.close()
-        worker = Worker(tmp_path, 1)
-        try:
-            run = subprocess.run([*PUBLISHER, "run", "--date", DAY.isoformat(), "--config", "config.yaml"],
-                                 cwd=tmp_path, capture_output=True, text=True, timeout=300)
-        finally:
-            assert worker.stop() == 0, worker.output()
+        run = run_with_one_worker(tmp_path, config, [f"r{i}@example.test" for i in range(2 * BATCH)])
         assert server.received == 0
     said = " ".join((run.stdout + run.stderr).split())
     assert run.returncode == 1, said
