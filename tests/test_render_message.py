@@ -193,6 +193,17 @@ def test_both_parts_carry_the_recipients_values_exactly(name: str, url: str) -> 
     assert "PUBSLOT" not in text and "PUBSLOT" not in html
 
 
+@pytest.mark.parametrize("characters", [1, 21, 22, 23, 24, 45, 46])
+def test_non_ascii_names_around_one_encoded_word_decode_exactly(characters: int) -> None:
+    # 22 Arabic letters are 44 bytes, one encoded word; 23 take two (a word holds 45 bytes)
+    name = ("ب" * characters) if characters != 23 else "ب" * 22 + "e"
+    raw_to = email.message_from_bytes(template().personalize(recipient(name=name)))["To"]
+    assert str(make_header(decode_header(raw_to))) == f"{name} <sam@example.com>"
+    words = re.findall(r"=\?utf-8\?b\?[^?]*\?=", str(raw_to))
+    assert words and all(len(word) <= 75 for word in words)  # RFC 2047: an encoded word is <= 75
+    assert (len(words) == 1) == (len(name.encode()) <= 45)
+
+
 def test_recipient_without_a_name_gets_the_anonymous_greeting() -> None:
     text, html = bodies(parse(template().personalize(recipient(name=""))))
     assert "مرحباً،" in text and "مرحباً،" in html
@@ -270,6 +281,9 @@ def test_unusable_recipient_address_is_refused(address: str) -> None:
         {"unsubscribe_url": "https://x.example/u\r\nBcc: x@y"},
         {"unsubscribe_url": "javascript:alert(1)"},
         {"unsubscribe_url": "https://x.example/<u>"},
+        {"unsubscribe_url": 'https://x.example/u"onclick'},
+        {"preferences_url": "https://x.example/p>q"},
+        {"preferences_url": "https://x.example/" + "p" * 900},
         {"preferences_url": "https://x.example/p\nq"},
     ],
 )

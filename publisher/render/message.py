@@ -32,7 +32,7 @@ _WORD_BYTES = 45  # raw bytes per RFC 2047 encoded word: 60 base64 chars, 72 wit
 
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
-_URL = re.compile(r"https?://[\x21-\x7e]+", re.IGNORECASE)
+_URL = re.compile(r"https?://[\x21\x23-\x3b\x3d\x3f-\x7e]+", re.IGNORECASE)  # no space, quote or <>
 _LANGUAGE = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 _ATOM_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -298,7 +298,7 @@ def check_address(address: str) -> str:
 
 def check_url(url: str, what: str) -> str:
     """An absolute http(s) URL without spaces, quotes or angle brackets (ValueError otherwise)."""
-    if not _URL.fullmatch(url) or any(c in url for c in '<>"') or len(url) > 900:
+    if len(url) > 900 or not _URL.fullmatch(url):
         raise ValueError(f"{what} must be an absolute http(s) URL without spaces or <>: {url!r}")
     return url
 
@@ -375,6 +375,9 @@ def _fold_ascii(text: str, used: int) -> bytes:
 
 def _encoded_words(text: str) -> bytes:
     """UTF-8 base64 encoded words of at most 75 characters, folded, never splitting a character."""
+    whole = text.encode("utf-8")
+    if len(whole) <= _WORD_BYTES:  # most names: one word
+        return b"=?utf-8?b?" + binascii.b2a_base64(whole, newline=False) + b"?="
     words: list[bytes] = []
     chunk = b""
     for char in text:
