@@ -157,7 +157,7 @@ def test_two_workers_one_killed_mid_digest_lose_nobody_and_repeat_at_most_the_bo
     copies = recipients.counts
     assert set(copies) == set(emails), f"lost: {sorted(set(emails) - set(copies))[:5]}"
     repeated = sum(copies.values()) - len(emails)
-    bound = killed_worker_bound(1, 1, 1)  # one task at a time, one connection, SMTP's max_batch 1
+    bound = killed_worker_bound(1, 1, 1)  # one task at a time, one connection: SMTP sends one message per call
     print(f"repeated after the SIGKILL: {repeated} (bound {bound})")
     assert bound == 1
     assert repeated <= bound, f"{repeated} repeated, more than the killed worker had in flight ({bound})"

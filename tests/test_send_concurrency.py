@@ -21,16 +21,18 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from publisher.config import Config, load_config
+from publisher.delivery.mail import SmtpTransport
 from publisher.pipeline import EditionOutcome, run_digests
 from publisher.pipeline.senders import TokenBucket, duplicate_bound
 from publisher.store import Store
 from tests.conftest import write_config
 from tests.support.send_world import DAY, Recipients, add_subscribers, collected
-from tests.support.smtp import RecordingSmtpServer
+from tests.support.smtp import ReceivedMessage, RecordingSmtpServer
 from tests.support.smtp_sink import SmtpSinkProcess, read_record
 
 PUBLISHER = [sys.executable, "-m", "publisher"]
 CONNECTIONS = 4
+SMTP_CHUNK = SmtpTransport.max_batch  # what SMTP takes per call with several connections (batch_for)
 
 
 def smtp(port: int) -> str:
@@ -112,7 +114,7 @@ def test_the_rate_cap_is_one_bucket_for_all_senders() -> None:
 def test_sigkill_mid_send_over_four_connections_repeats_at_most_the_bound(tmp_path: Path, store_url: str) -> None:
     emails = [f"reader{i:03d}@example.test" for i in range(150)]
     record = tmp_path / "received.txt"
-    bound = duplicate_bound(CONNECTIONS, 1)
+    bound = duplicate_bound(CONNECTIONS, SMTP_CHUNK)
     with SmtpSinkProcess(record=record, hold_after=40) as sink:
         site(tmp_path, store_url, sink.port, emails)
         run = subprocess.Popen([*PUBLISHER, "run", "--date", DAY.isoformat(), "--config", "config.yaml"],
@@ -130,7 +132,7 @@ def test_sigkill_mid_send_over_four_connections_repeats_at_most_the_bound(tmp_pa
     copies = Counter(rcpt for rcpt, _ in read_record(record))
     assert set(copies) == set(emails), "nobody lost"
     repeated = sum(copies.values()) - len(emails)
-    assert bound == 6 * CONNECTIONS
+    assert bound == 32  # README "Sending many messages": 2 chunks of 4 per connection, 4 connections
     assert repeated <= bound, f"{repeated} repeated, more than were handed out ({bound})"
 
 
@@ -174,4 +176,37 @@ def test_the_store_going_away_mid_send_ends_in_a_summary_and_a_rerun_repeats_at_
     copies = seen.counts
     assert set(copies) == set(emails), "nobody lost"
     repeated = sum(copies.values()) - len(emails)
-    assert repeated <= duplicate_bound(CONNECTIONS, 1), repeated
+    assert repeated <= duplicate_bound(CONNECTIONS, SMTP_CHUNK), repeated
+
+
+def test_a_stop_mid_send_over_four_connections_repeats_nothing_and_a_rerun_sends_the_rest(
+    tmp_path: Path, store_url: str
+) -> None:
+    # SIGTERM's path (serve sets the stop event): each sender ends after its message in flight, the
+    # rest of an SMTP batch of 4 and the chunks still queued stay pending, every acceptance is committed
+    emails = [f"reader{i:03d}@example.test" for i in range(150)]
+    seen = Recipients()
+    stop = threading.Event()
+
+    def on_message(message: ReceivedMessage) -> None:
+        seen(message)
+        if sum(seen.counts.values()) >= 30:
+            stop.set()
+
+    with RecordingSmtpServer(keep_messages=False, on_message=on_message) as server:
+        config = site(tmp_path, store_url, server.port, emails)
+        store = collected(config)
+        try:
+            [outcome] = run_digests(config, store, DAY, editions=["en"], stop=stop)
+            at_stop = sum(seen.counts.values())
+            digest = store.digests.find("en", DAY)
+            assert digest is not None
+            assert outcome.send is not None and outcome.send.interrupted, outcome
+            assert 30 <= at_stop <= 30 + CONNECTIONS, "the messages in flight are finished, no other is begun"
+            assert store.deliveries.counts(digest.id)["sent"] == at_stop, "every acceptance is committed"
+            server.on_message = seen
+            [again] = run_digests(config, store, DAY, editions=["en"])
+            assert again.send is not None and again.send.error is None, again
+        finally:
+            store.close()
+    assert seen.counts == Counter(emails), "everyone exactly once: a stop repeats nothing"

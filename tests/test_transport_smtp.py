@@ -6,6 +6,7 @@ import logging
 import smtplib
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
 
 def messages(*recipients: str, size: int = 2_000, start: int = 1) -> list[OutgoingMessage]:
     return [sample_message(start + i, r, size=size) for i, r in enumerate(recipients)]
+
+
+def as_received(message: OutgoingMessage) -> bytes:
+    """The content a server gets for `message` (SMTP content always ends with CRLF)."""
+    return message.data if message.data.endswith(b"\r\n") else message.data + b"\r\n"
 
 
 def free_port() -> int:
@@ -95,11 +101,59 @@ def test_with_pipelining_the_commands_of_a_message_go_out_in_one_write(
     with SmtpTransport(server.settings()) as transport:
         transport.send(messages("warm@example.test"))  # connect and EHLO before counting
         monkeypatch.setattr(smtplib.SMTP, "send", recording_send)
-        report = transport.send(messages("a@example.test", "b@example.test", start=2))
+        batch = messages("a@example.test", "b@example.test", start=2)
+        report = transport.send(batch)
         monkeypatch.undo()
     assert report.sent == 2
-    per_message = 2 if pipelining else 4  # (MAIL+RCPT+DATA, content) or MAIL, RCPT, DATA, content
-    assert len(writes) == 2 * per_message
+    if pipelining:
+        # MAIL+RCPT+DATA of a; a's content with b's MAIL+RCPT+DATA behind it (RFC 2920); b's content
+        assert len(writes) == 3, writes
+        content, _, envelope = bytes(writes[1]).rpartition(b"\r\n.\r\n")
+        assert content and envelope.startswith(b"MAIL FROM:<digest@news.example.test>")
+        assert envelope.endswith(b"\r\nRCPT TO:<b@example.test>\r\nDATA\r\n")
+    else:
+        assert len(writes) == 8  # MAIL, RCPT, DATA, content, for each
+    assert [m.rcpt_tos for m in server.messages[1:]] == [("a@example.test",), ("b@example.test",)]
+    assert [m.data for m in server.messages[1:]] == [as_received(m) for m in batch]
+
+
+def test_a_refusal_at_the_end_of_data_with_the_next_envelope_sent_ahead_drops_the_link_and_goes_on(
+    server: RecordingSmtpServer,
+) -> None:
+    # an RSET now would be read as the next message's content: the transport opens a new link instead
+    server.script("a@example.test", Scripted("554 5.7.1 content refused", at="data"))
+    batch = messages("a@example.test", "b@example.test", "c@example.test")
+    with SmtpTransport(server.settings()) as transport:
+        report = transport.send(batch)
+    assert [(r.ok, r.temporary) for r in report.results] == [(False, False), (True, False), (True, False)]
+    assert "554 5.7.1 content refused" in (report.results[0].error or "")
+    assert [m.rcpt_tos for m in server.messages] == [("b@example.test",), ("c@example.test",)]
+    assert [m.data for m in server.messages] == [as_received(m) for m in batch[1:]]
+    assert server.connections == (2 if server.pipelining else 1)
+
+
+def test_a_stop_mid_batch_ends_it_after_the_message_in_flight_and_leaves_the_rest_out(
+    server: RecordingSmtpServer,
+) -> None:
+    stop = threading.Event()
+    server.on_message = lambda _message: stop.set()  # while the first message's reply is on its way
+    batch = messages("a@example.test", "b@example.test", "c@example.test")
+    with SmtpTransport(server.settings()) as transport:
+        transport.interrupt_on(stop)
+        report = transport.send(batch)
+        assert [(r.delivery_id, r.ok) for r in report.results] == [(batch[0].delivery_id, True)]
+        assert [m.rcpt_tos for m in server.messages] == [("a@example.test",)]
+        server.on_message = None
+        stop.clear()
+        again = transport.send(batch[1:])  # b's envelope went out ahead: that link was dropped, not reused
+    assert again.sent == 2
+    assert [m.rcpt_tos for m in server.messages] == [("a@example.test",), ("b@example.test",), ("c@example.test",)]
+    assert server.connections == (2 if server.pipelining else 1)
+
+
+def test_one_connection_sends_one_message_per_call_and_several_share_batches_of_four() -> None:
+    transport = SmtpTransport(SmtpSettings(kind="smtp", host="127.0.0.1", port=free_port()))
+    assert (transport.batch_for(1), transport.batch_for(4)) == (1, 4)
 
 
 def test_without_a_queue_id_the_message_id_is_the_provider_id() -> None:

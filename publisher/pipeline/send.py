@@ -42,6 +42,7 @@ from publisher.pipeline.senders import (
     Channel,
     SenderPool,
     TokenBucket,
+    chunk_size,
     duplicate_bound,
 )
 from publisher.pipeline.verdict import Action, Breaker, RetryPolicy
@@ -101,7 +102,8 @@ class SendEngine:
             except StoreError as exc:
                 # the store went away mid-send: what the server accepted since the last commit is
                 # sent again by the next run (at most the messages in flight); nothing is lost
-                bound = duplicate_bound(self.connections, max(1, int(getattr(self.channel, "max_batch", 1))))
+                connections = self.connections if self.channel_factory is not None else 1
+                bound = duplicate_bound(connections, chunk_size(self.channel, connections))
                 outcome.error = (f"{exc}; the send stopped. Run again once the store is back: the rest is sent, "
                                  f"and at most {bound} messages accepted just before the failure go out twice")
                 log.error("digest %s %s: %s", digest.edition, digest.day, outcome.error)

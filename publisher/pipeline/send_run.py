@@ -42,8 +42,8 @@ class Run:
                  outcome: SendOutcome, pool: SenderPool) -> None:
         self.engine, self.digest, self.compose, self.writer, self.outcome = engine, digest, compose, writer, outcome
         self.store, self.ledger = engine.store, engine.ledger
-        self.chunk = max(1, int(getattr(engine.channel, "max_batch", 1)))
         self.pool = pool
+        self.chunk = pool.chunk
         self.committer = writer if isinstance(writer, Committer) else None
         self.accepted = 0
         counts = self.ledger.counts(digest.id)
@@ -181,7 +181,7 @@ class Run:
             decision = decide(result, row.email, row.attempts, self.engine.policy, now)
             self.accepted += decision.action is Action.SENT
             self._take(row, decision)
-        self.done += len(by_id)
+        self.done += len(done.report.results)  # a channel told to stop leaves the rest out: still pending
         if self.engine.on_progress:
             self.engine.on_progress(self.done, self.total)
 

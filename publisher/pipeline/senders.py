@@ -9,7 +9,7 @@ the next pass only when every chunk of this one came back, so no row is ever hel
 `TokenBucket` keeps mail.rate_per_second one global cap across the senders.
 
 What a crash can send twice: the chunks handed out and not yet committed, at most `in_flight_limit`
-chunks of `max_batch` messages (a chunk stays held until the commit carrying its results is done).
+chunks of `chunk_size` messages (a chunk stays held until the commit carrying its results is done).
 `duplicate_bound` is that number; README "Sending many messages" states it and tests check it.
 """
 
@@ -25,7 +25,7 @@ from typing import Protocol, TypedDict
 from publisher.config import Config, OutboxSettings, SmtpSettings, TransportSettings
 from publisher.models import OutgoingMessage, SendReport
 
-__all__ = ["Done", "SenderPool", "TokenBucket", "default_connections", "duplicate_bound", "senders_for"]
+__all__ = ["Done", "SenderPool", "TokenBucket", "chunk_size", "default_connections", "duplicate_bound", "senders_for"]
 
 COMMIT_GROUP = 50  # acceptances per ledger commit, at most
 
@@ -45,15 +45,29 @@ def default_connections(transport: TransportSettings) -> int:
     return 8
 
 
-def in_flight_limit(connections: int) -> int:
-    """Chunks held at once (handed out, or back and not yet committed): 6 per sender; the engine
-    refills when they are down to 2 per sender, so a commit carries ~4 per sender while every sender
-    still has work queued."""
-    return 1 if connections <= 1 else 6 * connections
+def chunk_size(channel: object, connections: int) -> int:
+    """Messages per send() call: the channel's `batch_for(connections)` when it has one (SMTP batches
+    only when there are several senders), else its `max_batch`."""
+    batch_for = getattr(channel, "batch_for", None)
+    size = batch_for(connections) if callable(batch_for) else getattr(channel, "max_batch", 1)
+    return max(1, int(size))
 
 
-def low_water(connections: int) -> int:
-    return 0 if connections <= 1 else 2 * connections
+def _per_sender(max_batch: int) -> int:
+    # about 6 messages held per sender, and never fewer than 2 chunks: one being sent, one queued
+    return max(2, -(-6 // max(1, max_batch)))
+
+
+def in_flight_limit(connections: int, max_batch: int = 1) -> int:
+    """Chunks held at once (handed out, or back and not yet committed): with chunks of one message, 6
+    per sender; the engine refills when they are down to a third, so a commit carries several per
+    sender while every sender still has work queued. Bigger chunks: fewer of them (2 per sender at
+    SMTP's 4), so the messages held, and what a crash can repeat, stay about the same."""
+    return 1 if connections <= 1 else _per_sender(max_batch) * connections
+
+
+def low_water(connections: int, max_batch: int = 1) -> int:
+    return 0 if connections <= 1 else max(1, _per_sender(max_batch) // 3) * connections
 
 
 def duplicate_bound(connections: int, max_batch: int) -> int:
@@ -61,9 +75,9 @@ def duplicate_bound(connections: int, max_batch: int) -> int:
 
     A chunk is held from being handed out until its results are committed, and the engine holds no
     more than in_flight_limit, so the accepted rows not yet committed are always among the chunks
-    held: at most in_flight_limit × max_batch.
+    held: at most in_flight_limit × max_batch (max_batch: the chunk size, `chunk_size`).
     """
-    return in_flight_limit(connections) * max_batch
+    return in_flight_limit(connections, max_batch) * max_batch
 
 
 class TokenBucket:
@@ -116,9 +130,10 @@ class SenderPool:
         self.limiter = limiter
         self.stop = stop
         self.connections = connections if factory is not None else 1
-        self.limit = in_flight_limit(self.connections)
-        self.low = low_water(self.connections)
-        self._first = first
+        self.chunk = chunk_size(first, self.connections)
+        self.limit = in_flight_limit(self.connections, self.chunk)
+        self.low = low_water(self.connections, self.chunk)
+        self._first = self._watching(first)
         self._factory = factory
         self._extra: list[Channel] = []
         self._work: queue.Queue[tuple[object, Sequence[OutgoingMessage]] | None] = queue.Queue()
@@ -127,7 +142,7 @@ class SenderPool:
         self._threads: list[threading.Thread] = []
         if self.connections > 1:
             for number in range(self.connections):
-                channel = first if number == 0 else self._build()
+                channel = self._first if number == 0 else self._watching(self._build())
                 thread = threading.Thread(target=self._serve, args=(channel,), name=f"sender-{number}", daemon=True)
                 thread.start()
                 self._threads.append(thread)
@@ -136,6 +151,14 @@ class SenderPool:
         assert self._factory is not None
         channel = self._factory()
         self._extra.append(channel)
+        return channel
+
+    def _watching(self, channel: Channel) -> Channel:
+        """A channel that can stop mid-batch (SMTP) is told about the stop event: the rest of its
+        batch is then left out of the report, pending and untouched (SIGTERM repeats nothing)."""
+        interrupt_on = getattr(channel, "interrupt_on", None)
+        if callable(interrupt_on):
+            interrupt_on(self.stop)
         return channel
 
     @property
@@ -171,7 +194,11 @@ class SenderPool:
 
     def _send(self, channel: Channel, messages: Sequence[OutgoingMessage], token: object) -> Done:
         try:
+            if self.stop.is_set():  # stopping: a chunk not begun is not begun; its rows stay pending
+                return Done(token, SendReport([]), None)
             self.limiter.acquire(len(messages), self.stop)
+            if self.stop.is_set():
+                return Done(token, SendReport([]), None)
             return Done(token, channel.send(messages), None)
         except BaseException as exc:  # noqa: BLE001 - handed to the engine, which decides
             return Done(token, None, exc)
