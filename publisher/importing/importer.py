@@ -134,7 +134,8 @@ class _Writer:
         self._batch: list[Candidate] = []
         self._noted: list[int] = []  # indexes in the batch of rows with notes (a cleaned name)
         self._now = datetime.now(UTC)
-        self._connection: Connection | None = None
+        self._connection: Connection | None = None  # atomic or dry run: the one transaction's
+        self._own: Connection | None = None  # otherwise: the connection of the batches' transactions
         self._batch_size = settings.batch_size or batch_size(engine)
         self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer")
                       if engine.dialect.name == "postgresql" else None)
@@ -184,11 +185,15 @@ class _Writer:
                 self._report.note(batch[index].line, note, outcomes[index])
 
     def _own_transaction(self, rows: list[ImportRow]) -> list[str]:
+        # One connection for the whole import, a transaction per batch: a checkout per batch cost a
+        # pre-ping round trip each. Opened by the thread that writes (the worker, on PostgreSQL).
+        if self._own is None:
+            self._own = self._engine.connect()
         # Another process may add one of these addresses between our SELECT and INSERT: read again once.
         for attempt in (1, 2):
             try:
-                with self._engine.begin() as connection:
-                    return import_batch(connection, rows, now=self._now)
+                with self._own.begin():
+                    return import_batch(self._own, rows, now=self._now)
             except IntegrityError:
                 if attempt == 2:
                     raise
@@ -214,5 +219,6 @@ class _Writer:
                 log.error("import: the batch being written when the import stopped failed too: %s", exc)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-        if self._connection is not None:
-            self._connection.close()
+        for connection in (self._connection, self._own):
+            if connection is not None:
+                connection.close()
