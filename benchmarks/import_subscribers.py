@@ -114,7 +114,20 @@ def ours_alone(csv_path: Path, changed_path: Path, config_path: Path, url: str) 
 
 def _ours_and_rss(csv_path: Path, changed_path: Path, config_path: Path, url: str) -> tuple[list[Rate], float]:
     rates = ours(csv_path, changed_path, config_path, url)
-    return rates, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return rates, _peak_rss_mb()
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS: VmHWM, reset by exec. (ru_maxrss is not: Linux carries it across
+    the exec of a spawned child, so the child would report the parent's peak at the fork.)"""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def ours(csv_path: Path, changed_path: Path, config_path: Path, url: str) -> list[Rate]:
