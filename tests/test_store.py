@@ -183,3 +183,27 @@ def test_two_writers_collecting_the_same_articles_at_once(store_url: str) -> Non
     assert stores[0].articles.count() == 150
     for opened in stores:
         opened.close()
+
+
+def test_subscribers_leave_room_for_hot_updates_after_an_upgrade(store_url: str) -> None:
+    """A store made before the fillfactor migration gets it when opened; a no-op on SQLite."""
+    from sqlalchemy import delete, text
+
+    store = Store.open(store_url)
+    store.subscribers.upsert("kept@example.org", language="en")
+    postgres = store.engine.dialect.name == "postgresql"
+    with store.engine.begin() as connection:  # the schema as the previous version left it
+        if postgres:
+            connection.execute(text("ALTER TABLE subscribers RESET (fillfactor)"))
+        connection.execute(delete(schema.schema_version).where(schema.schema_version.c.version == len(schema.MIGRATIONS)))
+    store.close()
+    again = Store.open(store_url)
+    try:
+        assert schema_versions(again) == list(range(1, len(schema.MIGRATIONS) + 1))
+        if postgres:
+            with again.engine.connect() as connection:
+                options = connection.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'subscribers'")).scalar()
+            assert options == [f"fillfactor={schema.SUBSCRIBERS_FILLFACTOR}"]
+        assert again.subscribers.by_email("kept@example.org") is not None
+    finally:
+        again.close()

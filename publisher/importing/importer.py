@@ -4,7 +4,8 @@ Rows are written BATCH_SIZE at a time, POSTGRES_BATCH_SIZE on PostgreSQL (store.
 two SELECTs and two executemany per batch, COPY on PostgreSQL), each batch in its own transaction, or all in one with `atomic` -- then any
 skipped row rolls the whole import back. `dry_run` classifies every row against the store and writes
 nothing. An address that appears twice in a file is imported from its first row; later rows are
-reported with the line of the first (which one is right cannot be guessed, and a later "active" must not
+reported with the line of the first (checked a batch at a time against publisher.importing.seen, on
+disk: memory does not grow with the file) (which one is right cannot be guessed, and a later "active" must not
 quietly override an earlier "unsubscribed").
 """
 
@@ -27,6 +28,7 @@ from publisher.importing.formats import Layout, detect_layout
 from publisher.importing.records import Broken, Record, read_records, sniff_delimiter
 from publisher.importing.report import Report
 from publisher.importing.rows import Candidate, RowChecker
+from publisher.importing.seen import SeenAddresses
 from publisher.store.subscribers import ImportRow, import_batch
 
 BATCH_SIZE = 1000
@@ -74,7 +76,6 @@ def import_file(
         result.format = layout.format
         writer = _Writer(engine, report, settings)
         try:
-            seen: dict[str, int] = {}
             for item in records:
                 if isinstance(item, Broken):
                     report.skip(item.line, item.reason)
@@ -82,11 +83,6 @@ def import_file(
                 checked = checker.check(item.line, item.fields, layout)
                 if not isinstance(checked, Candidate):
                     report.skip(checked.line, checked.reason)
-                    continue
-                email = checked.row.email
-                earlier = seen.setdefault(email, checked.line)
-                if earlier != checked.line:
-                    report.skip(checked.line, f"{email} is already on line {earlier}")
                     continue
                 if writer.add(checked) and progress:
                     progress(binary.tell(), size)
@@ -132,9 +128,10 @@ class _Writer:
         self._report = report
         self._settings = settings
         self._batch: list[Candidate] = []
-        self._noted: list[int] = []  # indexes in the batch of rows with notes (a cleaned name)
+        self._seen = SeenAddresses()  # the file's addresses so far: a later row of one is reported
         self._now = datetime.now(UTC)
-        self._connection: Connection | None = None
+        self._connection: Connection | None = None  # atomic or dry run: the one transaction's
+        self._own: Connection | None = None  # otherwise: the connection of the batches' transactions
         self._batch_size = settings.batch_size or batch_size(engine)
         self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer")
                       if engine.dialect.name == "postgresql" else None)
@@ -144,8 +141,6 @@ class _Writer:
             self._transaction = self._connection.begin()
 
     def add(self, candidate: Candidate) -> bool:
-        if candidate.notes:
-            self._noted.append(len(self._batch))
         self._batch.append(candidate)
         if len(self._batch) >= self._batch_size:
             self.flush()
@@ -153,8 +148,9 @@ class _Writer:
         return False
 
     def flush(self) -> None:
-        batch, self._batch = self._batch, []
-        noted, self._noted = self._noted, []
+        batch = self._first_rows(self._batch)
+        self._batch = []
+        noted = [index for index, candidate in enumerate(batch) if candidate.notes]  # a cleaned name
         self._collect()
         if not batch:
             return
@@ -163,6 +159,19 @@ class _Writer:
             self._outcomes(batch, noted, self._write(rows))
         else:
             self._pending = (batch, noted, self._pool.submit(self._write, rows))
+
+    def _first_rows(self, batch: list[Candidate]) -> list[Candidate]:
+        """The batch less its rows whose address an earlier row of the file has (each reported)."""
+        earlier = self._seen.first_lines([(c.row.email, c.line) for c in batch])
+        if all(line is None for line in earlier):
+            return batch
+        kept: list[Candidate] = []
+        for candidate, line in zip(batch, earlier, strict=True):
+            if line is None:
+                kept.append(candidate)
+            else:
+                self._report.skip(candidate.line, f"{candidate.row.email} is already on line {line}")
+        return kept
 
     def _write(self, rows: list[ImportRow]) -> list[str]:
         if self._connection is not None:
@@ -184,11 +193,15 @@ class _Writer:
                 self._report.note(batch[index].line, note, outcomes[index])
 
     def _own_transaction(self, rows: list[ImportRow]) -> list[str]:
+        # One connection for the whole import, a transaction per batch: a checkout per batch cost a
+        # pre-ping round trip each. Opened by the thread that writes (the worker, on PostgreSQL).
+        if self._own is None:
+            self._own = self._engine.connect()
         # Another process may add one of these addresses between our SELECT and INSERT: read again once.
         for attempt in (1, 2):
             try:
-                with self._engine.begin() as connection:
-                    return import_batch(connection, rows, now=self._now)
+                with self._own.begin():
+                    return import_batch(self._own, rows, now=self._now)
             except IntegrityError:
                 if attempt == 2:
                     raise
@@ -214,5 +227,7 @@ class _Writer:
                 log.error("import: the batch being written when the import stopped failed too: %s", exc)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-        if self._connection is not None:
-            self._connection.close()
+        self._seen.close()
+        for connection in (self._connection, self._own):
+            if connection is not None:
+                connection.close()

@@ -398,6 +398,20 @@ def _reader_clicks_and_opens(connection: Connection) -> None:
     open_events.create(connection, checkfirst=True)
 
 
+# On PostgreSQL an UPDATE that changes no indexed column is HOT (no new index entries) only when the
+# new row version fits on the old one's page: subscribers leaves a tenth of each page free for it
+# (a changed name, edition or sections; `updated_at` is in no index). Only pages written from now
+# on follow it, an existing table's pages as they are refilled. A whole-list rename in one batch
+# transaction finds room for about a tenth of its rows (measured: 31,000 of 300,000 HOT); the
+# scattered updates of everyday use (preferences, re-imports that change a few names) nearly all.
+SUBSCRIBERS_FILLFACTOR = 90
+
+
+def _subscribers_fillfactor(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"ALTER TABLE subscribers SET (fillfactor = {SUBSCRIBERS_FILLFACTOR})")
+
+
 MIGRATIONS: list[Callable[[Connection], Any]] = [
     _initial,
     _subscriber_events,
@@ -408,6 +422,7 @@ MIGRATIONS: list[Callable[[Connection], Any]] = [
     _channel_posts,
     _source_content_digest,
     _reader_clicks_and_opens,
+    _subscribers_fillfactor,
 ]
 
 
