@@ -194,10 +194,8 @@ class SenderPool:
 
     def _send(self, channel: Channel, messages: Sequence[OutgoingMessage], token: object) -> Done:
         try:
+            self.limiter.acquire(len(messages), self.stop)  # returns early once stop is set
             if self.stop.is_set():  # stopping: a chunk not begun is not begun; its rows stay pending
-                return Done(token, SendReport([]), None)
-            self.limiter.acquire(len(messages), self.stop)
-            if self.stop.is_set():
                 return Done(token, SendReport([]), None)
             return Done(token, channel.send(messages), None)
         except BaseException as exc:  # noqa: BLE001 - handed to the engine, which decides

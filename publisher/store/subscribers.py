@@ -182,7 +182,6 @@ def _look_up_postgresql(
     return existing, suppressed
 
 
-
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 
 
