@@ -7,20 +7,20 @@ and only the messages in flight or in the uncommitted group at the kill can arri
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy import and_, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from publisher.errors import StoreError
 from publisher.models import DeliveryStatus, SubscriberStatus
+from publisher.store.ledger_writer import LedgerWriter
 from publisher.store.schema import deliveries, subscribers
 
 
@@ -35,128 +35,6 @@ class PendingDelivery:
     attempts: int
     sections: tuple[str, ...] = ()  # the subscriber's chosen sections; empty: all
     last_error: str | None = None  # why the last attempt did not go through
-
-
-_SENT = (
-    update(deliveries)
-    .where(deliveries.c.id == bindparam("delivery_id"), deliveries.c.status == DeliveryStatus.PENDING.value)
-    .values(
-        status=DeliveryStatus.SENT.value,
-        provider_message_id=bindparam("provider_id"),
-        sent_at=bindparam("now"),
-        updated_at=bindparam("now"),
-        attempts=deliveries.c.attempts + 1,
-        last_error=None,
-    )
-)
-
-
-class LedgerWriter:
-    """One connection, one prepared statement, and commits in groups for the hot path.
-
-    Each result is kept until `flush`, which writes the group in one transaction (the acceptances as
-    one statement) and commits; at `group` rows it flushes by itself. The engine flushes (from its
-    committer thread, with more than one sender) once a group is due, and before it touches the
-    store any other way. Until then a crash loses at most the group: those rows stay pending and
-    are sent again, never lost. One round trip per
-    message cost PostgreSQL two thirds of its speed; a group costs one.
-    """
-
-    def __init__(self, connection: Connection, *, group: int = 1) -> None:
-        self._connection = connection
-        self.group = max(1, group)
-        self._sent: list[dict[str, Any]] = []
-        self._other: list[tuple[int, dict[str, Any]]] = []
-        self._first: float | None = None  # when the oldest unflushed result came
-
-    @property
-    def unflushed(self) -> int:
-        return len(self._sent) + len(self._other)
-
-    def sent(self, delivery_id: int, provider_message_id: str | None) -> None:
-        self._sent.append({"delivery_id": delivery_id, "provider_id": provider_message_id, "now": datetime.now(UTC)})
-        self._added()
-
-    def retry_at(self, delivery_id: int, error: str, when: datetime, *, count_attempt: bool = True) -> None:
-        """Still pending, due again at `when`; count_attempt=False when the refusal was not about this row."""
-        values: dict[str, Any] = {"last_error": error[:2000], "next_attempt_at": when}
-        if count_attempt:
-            values["attempts"] = deliveries.c.attempts + 1
-        self._update(delivery_id, values)
-
-    def failed(self, delivery_id: int, error: str, *, count_attempt: bool = True) -> None:
-        values: dict[str, Any] = {"status": DeliveryStatus.FAILED.value, "last_error": error[:2000]}
-        if count_attempt:
-            values["attempts"] = deliveries.c.attempts + 1
-        self._update(delivery_id, values)
-
-    def skipped(self, delivery_id: int, reason: str) -> None:
-        self._update(delivery_id, {"status": DeliveryStatus.SKIPPED.value, "last_error": reason[:2000]})
-
-    def _update(self, delivery_id: int, values: dict[str, Any]) -> None:
-        self._other.append((delivery_id, {"updated_at": datetime.now(UTC), **values}))
-        self._added()
-
-    def _added(self) -> None:
-        self._first = self._first or time.monotonic()
-        if self.unflushed >= self.group:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write and commit what is kept; a failure raises StoreError and the group stays pending."""
-        if self._first is None:
-            return
-        sent, other = self._sent, self._other
-        self._sent, self._other, self._first = [], [], None
-        if sent:
-            self._write_sent(sent)
-        for delivery_id, values in other:
-            self._connection.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.PENDING.value)
-                .values(**values)
-            )
-        self._connection.commit()
-
-
-    def _write_sent(self, sent: list[dict[str, Any]]) -> None:
-        """The acceptances in one statement (PostgreSQL: one round trip for the group, ids as arrays),
-        or one executemany the driver runs in C (SQLite); SQLAlchemy's executemany costs ~100 µs of
-        Python a row, more than building the message."""
-        connection = self._connection
-        dialect = connection.dialect.name
-        if dialect == "postgresql":
-            connection.exec_driver_sql(
-                _SENT_POSTGRESQL,
-                {"ids": [row["delivery_id"] for row in sent], "pids": [row["provider_id"] for row in sent],
-                 "ats": [row["now"] for row in sent], "sent": _SENT_VALUE, "pending": _PENDING_VALUE},
-            )
-        elif dialect == "sqlite":
-            connection.exec_driver_sql(
-                _SENT_SQLITE,
-                [(row["provider_id"], _sqlite_time(row["now"]), row["delivery_id"]) for row in sent],
-            )
-        else:
-            connection.execute(_SENT, sent)
-
-
-_SENT_VALUE, _PENDING_VALUE = DeliveryStatus.SENT.value, DeliveryStatus.PENDING.value
-_SENT_POSTGRESQL = (
-    "UPDATE deliveries AS d SET status = %(sent)s, provider_message_id = v.pid, sent_at = v.at, updated_at = v.at,"
-    " attempts = d.attempts + 1, last_error = NULL"
-    " FROM unnest(%(ids)s::integer[], %(pids)s::text[], %(ats)s::timestamptz[]) AS v(id, pid, at)"
-    " WHERE d.id = v.id AND d.status = %(pending)s"
-)
-_SENT_SQLITE = (
-    f"UPDATE deliveries SET status = '{_SENT_VALUE}', provider_message_id = ?1, sent_at = ?2, updated_at = ?2,"
-    f" attempts = attempts + 1, last_error = NULL WHERE id = ?3 AND status = '{_PENDING_VALUE}'"
-)
-
-
-def _sqlite_time(moment: datetime) -> str:
-    """An instant as SQLAlchemy's SQLite DateTime stores it (naive UTC, microseconds always written)."""
-    utc = moment.astimezone(UTC)
-    return f"{utc:%Y-%m-%d %H:%M:%S}.{utc.microsecond:06d}"
 
 
 @dataclass(frozen=True)
