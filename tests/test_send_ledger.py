@@ -7,8 +7,10 @@ import threading
 import time
 from datetime import UTC, date, datetime
 
+import pytest
 from sqlalchemy import create_engine, select, text
 
+from publisher.errors import StoreError
 from publisher.models import SubscriberStatus
 from publisher.store import Store
 from publisher.store.schema import deliveries
@@ -123,5 +125,41 @@ def test_a_group_of_acceptances_is_written_as_sent_with_its_ids_and_times(store_
         assert first.sent_at.tzinfo is not None and first.updated_at == first.sent_at
         assert (third.status, third.provider_message_id, third.attempts) == ("failed", None, 0)
         assert store.deliveries.counts(digest)["sent"] == 2
+    finally:
+        store.close()
+
+
+def test_a_group_of_acceptances_the_store_refuses_is_a_store_error_and_stays_pending(store_url: str) -> None:
+    """The acceptances alone go to the driver's connection directly (no SQLAlchemy per commit): the
+    driver's error still reaches the engine as StoreError with its remedy, not the SQL or the ids,
+    and nothing of the group is committed. PostgreSQL: the writer's server process is terminated;
+    SQLite: the writer's connection turned read-only."""
+    store = Store.open(store_url)
+    try:
+        for i in range(3):
+            store.subscribers.upsert(f"r{i}@example.org", language="en")
+        digest = make_digest(store)
+        store.deliveries.enqueue(digest, "en")
+        rows = store.deliveries.due(digest, after_id=0, limit=10)
+        with pytest.raises(StoreError) as caught, store.deliveries.writer(group=10) as writer:
+            connection = writer._connection  # noqa: SLF001 - the writer's own connection, broken on purpose
+            if store_url.startswith("postgresql"):
+                pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+                connection.commit()
+                with store.engine.connect() as admin:
+                    admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                    admin.commit()
+            else:
+                connection.connection.driver_connection.execute("PRAGMA query_only=1")  # type: ignore[union-attr]
+            for row in rows:
+                writer.sent(row.id, f"queue-{row.id}")
+        message = str(caught.value)
+        assert message.startswith("the store at ") and "hint:" in message
+        assert "UPDATE" not in message and "queue-" not in message
+        again = Store.open(store_url)  # a store of its own: the broken connection went back to the pool
+        try:
+            assert again.deliveries.counts(digest)["pending"] == 3
+        finally:
+            again.close()
     finally:
         store.close()
