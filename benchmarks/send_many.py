@@ -13,6 +13,8 @@ per 100k rows at each size: linear when the figure stays the same. --profile N: 
 send of N with one connection (every stage then runs in one thread; --profile-connections C: the
 claimer thread of a C-connection send), top functions by own time. Each row also prints the CPU per
 message spent by each kind of thread (claimer, committer, the senders summed).
+--smtplib: also the issue's baseline, smtplib.sendmail per message (it dot-stuffs each message and does
+not pipeline). smtp-sink's own CPU per message (/proc) is printed for publisher's run and the bare loop's.
 Without --store-url the store is SQLite in a temporary folder. Not a test.
 """
 
@@ -22,6 +24,7 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import pstats
 import resource
 import shutil
@@ -142,8 +145,9 @@ def thread_cpu() -> dict[str, float]:
     return spent
 
 
-def sample_messages(port: int) -> list[tuple[str, bytes]]:
-    """The two editions' messages as the pipeline sends them (wire form), built once."""
+def sample_messages(port: int, *, wire: bool = True) -> list[tuple[str, bytes]]:
+    """The two editions' messages as the pipeline sends them, built once: wire form (dot-stuffed,
+    the end marker included), or as a message (wire=False, for smtplib, which stuffs it itself)."""
     from datetime import date
 
     with tempfile.TemporaryDirectory() as workdir:
@@ -157,7 +161,8 @@ def sample_messages(port: int) -> list[tuple[str, bytes]]:
             template = message_template(config, edition, selected, None)
             person = Recipient(1, "reader1@example.org", "قارئ 1", "<d.1.1.abcdef@news.example.org>",
                                "http://127.0.0.1:8080/unsubscribe/tok", "http://127.0.0.1:8080/preferences/tok")
-            built.append((language, template.personalize_for_smtp(person)[1]))
+            message, stuffed = template.personalize_for_smtp(person)
+            built.append((language, stuffed if wire else message))
         store.close()
     return built
 
@@ -195,6 +200,29 @@ def child_bare(count: int, port: int, connections: int) -> dict[str, Any]:
             "bytes": sum(len(w) for _, w in messages) / 2}
 
 
+def child_smtplib(count: int, port: int, connections: int) -> dict[str, Any]:
+    """The issue's baseline: smtplib's sendmail per message (it dot-stuffs each one, one round trip
+    per command: smtplib does not pipeline) over the same connections, the same message bytes."""
+    import smtplib
+
+    messages = sample_messages(port, wire=False)
+    share = [count // connections + (1 if i < count % connections else 0) for i in range(connections)]
+
+    def loop(number: int, total: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="bare.test", timeout=60) as client:
+            for i in range(total):
+                client.sendmail("digest@news.example.org", [f"r{number}.{i}@example.org"], messages[i % 2][1])
+
+    threads = [threading.Thread(target=loop, args=(n, share[n])) for n in range(connections)]
+    wall, cpu = time.perf_counter(), time.process_time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"sent": count, "wall": wall, "cpu": cpu, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 # --- the parent ---------------------------------------------------------------------------------
 
 
@@ -206,14 +234,24 @@ def run_child(*args: str) -> dict[str, Any]:
     return result
 
 
+SINK_PID: list[int] = []
+
+
+def sink_cpu(pid: int) -> float:
+    """CPU seconds smtp-sink has used so far (user + system, from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Sink:
     def __enter__(self) -> int:
         if not Path(SINK).exists():
             raise SystemExit(f"{SINK} not found: install postfix (its smtp-sink is the server measured against)")
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+            self.port = int(probe.getsockname()[1])
         self.process = subprocess.Popen([SINK, "-u", "nobody", f"127.0.0.1:{self.port}", "1000"])
+        SINK_PID[:] = [self.process.pid]
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -235,6 +273,8 @@ def main() -> None:
                         help="a PostgreSQL server (a fresh database per measurement) or a SQLite file; repeatable")
     parser.add_argument("--sqlite", action="store_true", help="also measure SQLite in a temporary folder")
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--smtplib", action="store_true",
+                        help="also the issue's baseline: smtplib.sendmail per message (stuffs each one, no pipelining)")
     parser.add_argument("--profile", type=int, default=0, help="profile one send of this many (one connection)")
     parser.add_argument("--profile-connections", type=int, default=1,
                         help="connections of the profiled send (more than one: cProfile sees the claimer thread only)")
@@ -247,7 +287,8 @@ def main() -> None:
             result = child_pipeline(int(count), url, int(port), int(connections), profile == "1")
         else:
             count, port, connections = rest
-            result = child_bare(int(count), int(port), int(connections))
+            loop = child_bare if kind == "bare" else child_smtplib
+            result = loop(int(count), int(port), int(connections))
         print(json.dumps(result))
         return
     stores: list[str | None] = list(args.store_url) or [None]
@@ -260,12 +301,19 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="send-many-"))
     rows = []
     with Sink() as port:
+        sink_pid = SINK_PID[0]
         for url in stores:
             for count in args.subscribers:
                 with fresh_store(url, workdir, f"n{count}") as store_url:
                     before = machine()
+                    sink = sink_cpu(sink_pid)
                     ours = run_child("pipeline", str(count), store_url, str(port), str(args.connections), "0")
+                    ours["sink_us"] = (sink_cpu(sink_pid) - sink) / count * 1e6
+                    sink = sink_cpu(sink_pid)
                     bare = run_child("bare", str(count), str(port), str(args.connections))
+                    bare["sink_us"] = (sink_cpu(sink_pid) - sink) / count * 1e6
+                    if args.smtplib:
+                        bare["smtplib"] = run_child("smtplib", str(count), str(port), str(args.connections))
                     if ours["sent"] != count or ours["errors"]:
                         raise SystemExit(f"the pipeline sent {ours['sent']} of {count}: {ours['errors']}")
                     rows.append((count, ours, bare, before, machine()))
@@ -297,8 +345,18 @@ def report(row: tuple[int, dict[str, Any], dict[str, Any], str, str]) -> None:
           f" | bare loop {bare_rate:6.0f} msg/s, CPU {bare_cpu:5.0f} µs/msg, RSS {bare['rss_mib']:5.1f} MiB"
           f" | throughput ratio {rate / bare_rate:.2f} (>= 0.9), CPU ratio {cpu / bare_cpu:.2f} (<= 1.3)"
           f" | CPU µs/msg by thread: {', '.join(f'{k} {v:.0f}' for k, v in ours['threads_us'].items())}"
+          f" | smtp-sink CPU µs/msg: {ours['sink_us']:.0f} with publisher, {bare['sink_us']:.0f} with the bare loop"
+          f"{smtplib_line(count, rate, cpu, bare.get('smtplib'))}"
           f" | fill {ours['fill_s']:.1f} s, ledger {ours['enqueue_s']:.1f} s | {before} -> {after}"
           f" | {bare['bytes'] / 1024:.0f} KiB/msg", flush=True)
+
+
+def smtplib_line(count: int, rate: float, cpu: float, baseline: dict[str, Any] | None) -> str:
+    if baseline is None:
+        return ""
+    their_rate, their_cpu = count / baseline["wall"], baseline["cpu"] / count * 1e6
+    return (f" | smtplib sendmail loop {their_rate:6.0f} msg/s, CPU {their_cpu:5.0f} µs/msg:"
+            f" throughput ratio {rate / their_rate:.2f}, CPU ratio {cpu / their_cpu:.2f}")
 
 
 if __name__ == "__main__":
