@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, select, text
@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, select, text
 from publisher.errors import StoreError
 from publisher.models import SubscriberStatus
 from publisher.store import Store
-from publisher.store.schema import deliveries
+from publisher.store.schema import deliveries, subscribers
 
 
 def make_digest(store: Store) -> int:
@@ -161,5 +161,56 @@ def test_a_group_of_acceptances_the_store_refuses_is_a_store_error_and_stays_pen
             assert again.deliveries.counts(digest)["pending"] == 3
         finally:
             again.close()
+    finally:
+        store.close()
+
+
+def test_due_reads_the_same_rows_on_the_driver_cursor_as_through_sqlalchemy(store_url: str) -> None:
+    """`due` reads a digest's rows on the driver's own cursor (the claimer's hot path); a broker
+    task's `ids` go through SQLAlchemy. Both give the same rows: retry times to come left out, a
+    paused or bounced subscriber, chosen sections, the last error, non-ASCII names."""
+    store = Store.open(store_url)
+    try:
+        for i in range(6):
+            store.subscribers.upsert(f"r{i}@example.org", name=f"قارئ {i}", language="en",
+                                     sections=("politics", "sport") if i == 1 else ())
+        digest = make_digest(store)
+        store.deliveries.enqueue(digest, "en")
+        rows = store.deliveries.due(digest, after_id=0, limit=10)
+        now = datetime.now(UTC)
+        with store.engine.begin() as connection:
+            connection.execute(deliveries.update().where(deliveries.c.id == rows[2].id)
+                               .values(next_attempt_at=now + timedelta(hours=1), last_error="451 later"))
+            connection.execute(deliveries.update().where(deliveries.c.id == rows[3].id)
+                               .values(next_attempt_at=now - timedelta(minutes=1), last_error="451 greylisted", attempts=1))
+            connection.execute(subscribers.update().where(subscribers.c.id == rows[4].subscriber_id).values(paused=True))
+            connection.execute(subscribers.update().where(subscribers.c.id == rows[5].subscriber_id)
+                               .values(status=SubscriberStatus.BOUNCED.value))
+        direct = store.deliveries.due(digest, after_id=rows[0].id, limit=10, now=now)
+        through = store.deliveries.due(digest, after_id=rows[0].id, limit=10, now=now, ids=[row.id for row in rows])
+        assert direct == through
+        assert [row.id for row in direct] == [rows[1].id, rows[3].id, rows[4].id, rows[5].id]
+        second, retried, paused, bounced = direct
+        assert second.sections == ("politics", "sport") and second.name == "قارئ 1"
+        assert (retried.attempts, retried.last_error) == (1, "451 greylisted")
+        assert paused.paused and not second.paused
+        assert bounced.subscriber_status is SubscriberStatus.BOUNCED
+        assert store.deliveries.due(digest, after_id=rows[0].id, limit=2, now=now) == direct[:2]
+    finally:
+        store.close()
+
+
+def test_a_ledger_read_the_store_refuses_on_the_driver_cursor_is_a_store_error(store_url: str) -> None:
+    store = Store.open(store_url)
+    try:
+        store.subscribers.upsert("r@example.org", language="en")
+        digest = make_digest(store)
+        store.deliveries.enqueue(digest, "en")
+        with store.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE subscribers RENAME TO subscribers_gone"))
+        with pytest.raises(StoreError) as caught:
+            store.deliveries.due(digest, after_id=0, limit=10)
+        message = str(caught.value)
+        assert message.startswith("the store at ") and "hint:" in message and "SELECT" not in message
     finally:
         store.close()

@@ -47,6 +47,12 @@ def describe(original: BaseException) -> str:
     return f"{text} (hint: check store.url in config.yaml and the database server's log)"
 
 
+def store_error(where: str, original: BaseException) -> StoreError:
+    """The StoreError for a driver error met outside SQLAlchemy (the hot paths that use the driver's
+    connection directly), worded as the engine's hook words the others."""
+    return StoreError(f"the store at {where} failed: {describe(original)}")
+
+
 def translate_errors(engine: Engine) -> None:
     """Make every failing statement on `engine` raise StoreError (IntegrityError excepted)."""
     where = engine.url.render_as_string(hide_password=True)
@@ -56,8 +62,7 @@ def translate_errors(engine: Engine) -> None:
             return  # the pool is testing a connection and will reconnect by itself
         if isinstance(context.sqlalchemy_exception, IntegrityError):
             return
-        reason = describe(context.original_exception)
-        log.debug("store error on %s: %s", where, reason)
-        raise StoreError(f"the store at {where} failed: {reason}") from context.original_exception
+        log.debug("store error on %s: %s", where, describe(context.original_exception))
+        raise store_error(where, context.original_exception) from context.original_exception
 
     event.listen(engine, "handle_error", on_error)

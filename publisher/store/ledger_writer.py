@@ -18,12 +18,11 @@ from typing import Any
 from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Connection
 
-from publisher.errors import StoreError
 from publisher.models import DeliveryStatus
-from publisher.store.failures import describe
+from publisher.store.failures import store_error
 from publisher.store.schema import deliveries
 
-__all__ = ["LedgerWriter"]
+__all__ = ["LedgerWriter", "sqlite_time"]
 
 _SENT_VALUE, _PENDING_VALUE = DeliveryStatus.SENT.value, DeliveryStatus.PENDING.value
 
@@ -150,7 +149,7 @@ class LedgerWriter:
         except Exception as exc:  # noqa: BLE001 - the driver's error, mapped once as failures.py does
             with suppress(Exception):  # the connection may be gone; the error below says so
                 raw.rollback()
-            raise StoreError(f"the store at {self._where} failed: {describe(exc)}") from exc
+            raise store_error(self._where, exc) from exc
 
 
 def _postgresql_parameters(sent: list[_Sent]) -> dict[str, Any]:
@@ -159,10 +158,10 @@ def _postgresql_parameters(sent: list[_Sent]) -> dict[str, Any]:
 
 
 def _sqlite_rows(sent: list[_Sent]) -> list[tuple[str | None, str, int]]:
-    return [(provider_id, _sqlite_time(at), delivery_id) for delivery_id, provider_id, at in sent]
+    return [(provider_id, sqlite_time(at), delivery_id) for delivery_id, provider_id, at in sent]
 
 
-def _sqlite_time(moment: datetime) -> str:
+def sqlite_time(moment: datetime) -> str:
     """An instant as SQLAlchemy's SQLite DateTime stores it (naive UTC, microseconds always written)."""
     utc = moment.astimezone(UTC)
     return f"{utc:%Y-%m-%d %H:%M:%S}.{utc.microsecond:06d}"
