@@ -214,3 +214,28 @@ def test_a_ledger_read_the_store_refuses_on_the_driver_cursor_is_a_store_error(s
         assert message.startswith("the store at ") and "hint:" in message and "SELECT" not in message
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_group_of_acceptances_is_its_own_transaction_and_the_connection_is_transactional_again(postgres_url: str) -> None:
+    """On PostgreSQL the group is one statement in autocommit (one round trip, not three); after it the
+    writer's connection is back to transactions, so a mixed group (acceptances and a retry) is atomic."""
+    store = Store.open(postgres_url)
+    try:
+        for i in range(3):
+            store.subscribers.upsert(f"r{i}@example.org", language="en")
+        digest = make_digest(store)
+        store.deliveries.enqueue(digest, "en")
+        rows = store.deliveries.due(digest, after_id=0, limit=10)
+        with store.deliveries.writer(group=10) as writer:
+            writer.sent(rows[0].id, "queue-1")
+            writer.flush()
+            raw = writer._connection.connection.driver_connection  # noqa: SLF001 - the writer's own connection
+            assert raw is not None and raw.autocommit is False
+            assert store.deliveries.counts(digest)["sent"] == 1  # committed: another connection sees it
+            writer.sent(rows[1].id, "queue-2")
+            writer.retry_at(rows[2].id, "451 later", datetime.now(UTC) + timedelta(minutes=5))
+        counts = store.deliveries.counts(digest)
+        assert (counts["sent"], counts["pending"]) == (2, 1)
+    finally:
+        store.close()

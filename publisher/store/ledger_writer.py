@@ -143,9 +143,17 @@ class LedgerWriter:
             if self._dialect == "sqlite":
                 raw.execute("BEGIN IMMEDIATE")  # as the store's begin event does (isolation_level None)
                 raw.executemany(_SENT_SQLITE, _sqlite_rows(sent))
+                raw.commit()
             else:
-                raw.execute(_SENT_POSTGRESQL, _postgresql_parameters(sent))
-            raw.commit()
+                # the group is one statement, so it can be its own transaction: one round trip, where
+                # psycopg's BEGIN and the COMMIT were two more (CPU per commit ~700 -> ~400 µs here),
+                # and as durable (synchronous_commit applies to it as to any commit)
+                raw.autocommit = True
+                try:
+                    raw.execute(_SENT_POSTGRESQL, _postgresql_parameters(sent))
+                finally:
+                    with suppress(Exception):  # a connection that broke mid-statement refuses the switch
+                        raw.autocommit = False
         except Exception as exc:  # noqa: BLE001 - the driver's error, mapped once as failures.py does
             with suppress(Exception):  # the connection may be gone; the error below says so
                 raw.rollback()
