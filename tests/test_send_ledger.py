@@ -12,12 +12,21 @@ from sqlalchemy import create_engine, select, text
 
 from publisher.errors import StoreError
 from publisher.models import SubscriberStatus
-from publisher.store import Store
+from publisher.store import PendingDelivery, Store
 from publisher.store.schema import deliveries, subscribers
 
 
 def make_digest(store: Store) -> int:
     return store.digests.create("en", date(2024, 12, 2), "en", []).id
+
+
+def three_pending(store: Store) -> tuple[int, list[PendingDelivery]]:
+    """Three subscribers, a digest, its ledger filled: the digest's id and its three pending rows."""
+    for i in range(3):
+        store.subscribers.upsert(f"r{i}@example.org", language="en")
+    digest = make_digest(store)
+    assert store.deliveries.enqueue(digest, "en") == 3
+    return digest, store.deliveries.due(digest, after_id=0, limit=10)
 
 
 def test_enqueue_adds_only_the_missing_rows_in_subscriber_order(store_url: str) -> None:
@@ -104,11 +113,7 @@ def test_a_group_of_acceptances_is_written_as_sent_with_its_ids_and_times(store_
     a row no longer pending is left alone."""
     store = Store.open(store_url)
     try:
-        for i in range(3):
-            store.subscribers.upsert(f"r{i}@example.org", language="en")
-        digest = make_digest(store)
-        assert store.deliveries.enqueue(digest, "en") == 3
-        rows = store.deliveries.due(digest, after_id=0, limit=10)
+        digest, rows = three_pending(store)
         with store.engine.begin() as connection:  # the third is already failed: a sent must not touch it
             connection.execute(deliveries.update().where(deliveries.c.id == rows[2].id).values(status="failed"))
         before = datetime.now(UTC)
@@ -136,11 +141,7 @@ def test_a_group_of_acceptances_the_store_refuses_is_a_store_error_and_stays_pen
     SQLite: the writer's connection turned read-only."""
     store = Store.open(store_url)
     try:
-        for i in range(3):
-            store.subscribers.upsert(f"r{i}@example.org", language="en")
-        digest = make_digest(store)
-        store.deliveries.enqueue(digest, "en")
-        rows = store.deliveries.due(digest, after_id=0, limit=10)
+        digest, rows = three_pending(store)
         with pytest.raises(StoreError) as caught, store.deliveries.writer(group=10) as writer:
             connection = writer._connection  # noqa: SLF001 - the writer's own connection, broken on purpose
             if store_url.startswith("postgresql"):
@@ -222,11 +223,7 @@ def test_a_group_of_acceptances_is_its_own_transaction_and_the_connection_is_tra
     writer's connection is back to transactions, so a mixed group (acceptances and a retry) is atomic."""
     store = Store.open(postgres_url)
     try:
-        for i in range(3):
-            store.subscribers.upsert(f"r{i}@example.org", language="en")
-        digest = make_digest(store)
-        store.deliveries.enqueue(digest, "en")
-        rows = store.deliveries.due(digest, after_id=0, limit=10)
+        digest, rows = three_pending(store)
         with store.deliveries.writer(group=10) as writer:
             writer.sent(rows[0].id, "queue-1")
             writer.flush()
