@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,6 @@ def sample_messages(port: int, *, wire: bool = True) -> list[tuple[str, bytes]]:
 
 def child_bare(count: int, port: int, connections: int) -> dict[str, Any]:
     messages = sample_messages(port)
-    share = [count // connections + (1 if i < count % connections else 0) for i in range(connections)]
 
     def loop(number: int, total: int) -> None:
         with socket.create_connection(("127.0.0.1", port)) as sock:
@@ -189,15 +189,7 @@ def child_bare(count: int, port: int, connections: int) -> dict[str, Any]:
                     raise SystemExit("bare loop: the sink refused a message")
             sock.sendall(b"QUIT\r\n")
 
-    threads = [threading.Thread(target=loop, args=(n, share[n])) for n in range(connections)]
-    wall, cpu = time.perf_counter(), time.process_time()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"sent": count, "wall": wall, "cpu": cpu, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "bytes": sum(len(w) for _, w in messages) / 2}
+    return {**run_loops(loop, count, connections), "bytes": sum(len(w) for _, w in messages) / 2}
 
 
 def child_smtplib(count: int, port: int, connections: int) -> dict[str, Any]:
@@ -206,13 +198,18 @@ def child_smtplib(count: int, port: int, connections: int) -> dict[str, Any]:
     import smtplib
 
     messages = sample_messages(port, wire=False)
-    share = [count // connections + (1 if i < count % connections else 0) for i in range(connections)]
 
     def loop(number: int, total: int) -> None:
         with smtplib.SMTP("127.0.0.1", port, local_hostname="bare.test", timeout=60) as client:
             for i in range(total):
                 client.sendmail("digest@news.example.org", [f"r{number}.{i}@example.org"], messages[i % 2][1])
 
+    return run_loops(loop, count, connections)
+
+
+def run_loops(loop: Callable[[int, int], None], count: int, connections: int) -> dict[str, Any]:
+    """`loop(number, total)` on one thread per connection, the count shared out; wall and CPU timed."""
+    share = [count // connections + (1 if i < count % connections else 0) for i in range(connections)]
     threads = [threading.Thread(target=loop, args=(n, share[n])) for n in range(connections)]
     wall, cpu = time.perf_counter(), time.process_time()
     for thread in threads:
