@@ -55,23 +55,22 @@ DAY_TEXT = "2024-12-02"
 SINK = "/usr/sbin/smtp-sink"
 
 
-def smtp_config(directory: Path, store_url: str, port: int, connections: int, processes: int = 1) -> Path:
+def smtp_config(directory: Path, store_url: str, port: int, connections: int) -> Path:
     transport = f"kind: smtp\n    host: 127.0.0.1\n    port: {port}\n    security: none\n    timeout: 60"
     path = write_config(directory, store_url=store_url, transport=transport, connections=connections)
-    text = path.read_text(encoding="utf-8").replace("  batch_size: 50\n", "  batch_size: 1000\n")
-    path.write_text(text.replace("  connections:", f"  processes: {processes}\n  connections:", 1), encoding="utf-8")
+    path.write_text(path.read_text(encoding="utf-8").replace("  batch_size: 50\n", "  batch_size: 1000\n"),
+                    encoding="utf-8")
     return path
 
 
 # --- the children (one process each, so RSS and CPU are theirs alone) -----------------------------
 
 
-def child_pipeline(count: int, store_url: str, port: int, connections: int, profile: bool,
-                   processes: int = 1) -> dict[str, Any]:
+def child_pipeline(count: int, store_url: str, port: int, connections: int, profile: bool) -> dict[str, Any]:
     from datetime import date
 
     with tempfile.TemporaryDirectory() as workdir:
-        config = load_config(smtp_config(Path(workdir), store_url, port, connections, processes))
+        config = load_config(smtp_config(Path(workdir), store_url, port, connections))
         store = Store.open(config.store_url)
         started = time.perf_counter()
         fill_subscribers(store, count // 2, language="ar")
@@ -91,7 +90,7 @@ def child_pipeline(count: int, store_url: str, port: int, connections: int, prof
         DeliveryLedger.enqueue = timed  # type: ignore[method-assign]
         threads = thread_cpu()
         profiler = cProfile.Profile(time.thread_time) if profile else None  # CPU, not waits
-        wall, cpu = time.perf_counter(), time.process_time() + children_cpu()
+        wall, cpu = time.perf_counter(), time.process_time()
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         if profiler:
             profiler.enable()
@@ -100,7 +99,7 @@ def child_pipeline(count: int, store_url: str, port: int, connections: int, prof
         threads["claimer"] = time.thread_time() - claimer
         if profiler:
             profiler.disable()
-        wall, cpu = time.perf_counter() - wall, time.process_time() + children_cpu() - cpu
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
         sent = sum(o.send.sent for o in outcomes if o.send)
         errors = [o.error or (o.send.error if o.send else None) for o in outcomes]
@@ -118,12 +117,6 @@ def child_pipeline(count: int, store_url: str, port: int, connections: int, prof
         top = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:15]  # type: ignore[attr-defined]
         result["profile"] = [(f"{Path(f).name}:{line}:{name}", own / total) for (f, line, name), (_, _, own, _, _) in top]
     return result
-
-
-def children_cpu() -> float:
-    """CPU seconds of the sender processes this one started and waited for (mail.processes)."""
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return used.ru_utime + used.ru_stime
 
 
 def thread_cpu() -> dict[str, float]:
@@ -303,8 +296,6 @@ def main() -> None:
                         help="a PostgreSQL server (a fresh database per measurement) or a SQLite file; repeatable")
     parser.add_argument("--sqlite", action="store_true", help="also measure SQLite in a temporary folder")
     parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--processes", type=int, default=1,
-                        help="mail.processes: sender processes sharing the connections (CPU: theirs counted in)")
     parser.add_argument("--smtplib", action="store_true",
                         help="also the issue's pipelined smtplib loop and smtplib.sendmail per message (both stuff each one)")
     parser.add_argument("--profile", type=int, default=0, help="profile one send of this many (one connection)")
@@ -315,8 +306,8 @@ def main() -> None:
     if args.child:
         kind, *rest = args.child
         if kind == "pipeline":
-            count, url, port, connections, profile, processes = rest
-            result = child_pipeline(int(count), url, int(port), int(connections), profile == "1", int(processes))
+            count, url, port, connections, profile = rest
+            result = child_pipeline(int(count), url, int(port), int(connections), profile == "1")
         else:
             count, port, connections = rest
             loop = {"bare": child_bare, "smtplib": child_smtplib, "pipelined": child_pipelined}[kind]
@@ -339,8 +330,7 @@ def main() -> None:
                 with fresh_store(url, workdir, f"n{count}") as store_url:
                     before = machine()
                     sink = sink_cpu(sink_pid)
-                    ours = run_child("pipeline", str(count), store_url, str(port), str(args.connections), "0",
-                                     str(args.processes))
+                    ours = run_child("pipeline", str(count), store_url, str(port), str(args.connections), "0")
                     ours["sink_us"] = (sink_cpu(sink_pid) - sink) / count * 1e6
                     sink = sink_cpu(sink_pid)
                     bare = run_child("bare", str(count), str(port), str(args.connections))
@@ -354,8 +344,7 @@ def main() -> None:
                     report(rows[-1])
         if args.profile:
             with fresh_store(stores[0], workdir, "profile") as store_url:
-                profiled = run_child("pipeline", str(args.profile), store_url, str(port), str(args.profile_connections),
-                                     "1", "1")
+                profiled = run_child("pipeline", str(args.profile), store_url, str(port), str(args.profile_connections), "1")
             print(f"\nwhere the time goes: {args.profile} messages, {args.profile_connections} connection(s), {profiled['store']} "
                   f"(cProfile, own time; cProfile itself slows the run) | {machine()}")
             for name, share in profiled["profile"]:

@@ -197,10 +197,6 @@ class MailSettings(Settings):
         default=None, ge=1, le=64,
         description="concurrent SMTP connections or provider requests; default 1 (outbox), 4 (smtp), 8 (HTTP providers)",
     )
-    processes: int = Field(
-        default=1, ge=1, le=16,
-        description="sender processes on this machine, each with mail.connections / processes of the connections",
-    )
     message_id_domain: str | None = None
     list_id: str | None = None
     dkim: DkimSettings | None = Field(default=None, description="sign every digest (DKIM): domain, selector, private_key_file")

@@ -151,18 +151,6 @@ def dispatch_digest(config: Config, store: Store, record: DigestRecord, *, stop:
         queue.close()
 
 
-def sender_processes(config: Config, store: Store, transport: MailTransport) -> int:
-    """mail.processes when the parts can be sent apart: the transport is the one config.yaml names (a
-    test's or a benchmark's own transport is used alone) and the store is not one in-memory database."""
-    if config.mail.processes <= 1 or getattr(transport, "settings", None) is not config.mail.transport:
-        return 1
-    if store.shares_one_connection:
-        log.warning("mail.processes: %d ignored: an in-memory store cannot be shared by processes",
-                    config.mail.processes)
-        return 1
-    return config.mail.processes
-
-
 def run_edition(
     config: Config,
     store: Store,
@@ -189,15 +177,6 @@ def run_edition(
     if config.mail.broker is not None:  # workers send (publisher worker); this process coordinates
         outcome.send = dispatch_digest(config, store, record, stop=stop,
                                        on_progress=progress(edition.id, record.recipients or 0) if progress else None)
-        return outcome
-    processes = sender_processes(config, store, transport)
-    if processes > 1:  # several processes of this machine send their parts; this one coordinates
-        from publisher.pipeline.processes import SenderProcesses
-
-        outcome.send = SenderProcesses(
-            config, store, processes=processes, owner=owner_name(), stop=stop,
-            on_progress=progress(edition.id, record.recipients or 0) if progress else None,
-        ).send(record)
         return outcome
     composer = email_composer(config, store, edition, selected, template, transport)
     engine = SendEngine(

@@ -28,12 +28,12 @@ from publisher.pipeline.ledger import LedgerWrites
 from publisher.pipeline.send import SendEngine
 from publisher.pipeline.senders import duplicate_bound, senders_for
 from publisher.store import PendingDelivery, Store
-from publisher.store.deliveries import DeliveryLedger, Part, Waiting
+from publisher.store.deliveries import DeliveryLedger, Waiting
 from publisher.store.row_locks import held_rows
 
 log = logging.getLogger("publisher.worker")
 
-__all__ = ["BatchLedger", "BatchSender", "frozen_composer", "killed_worker_bound"]
+__all__ = ["BatchLedger", "BatchSender", "killed_worker_bound"]
 
 
 def killed_worker_bound(concurrency: int, connections: int, max_batch: int) -> int:
@@ -43,12 +43,11 @@ def killed_worker_bound(concurrency: int, connections: int, max_batch: int) -> i
 
 
 class BatchLedger:
-    """The ledger seen by one task (its rows) or one sender process (its part, publisher.pipeline.
-    processes). Filling is the coordinator's job (a no-op here)."""
+    """The ledger seen by one task: only its rows. Filling is the coordinator's job (a no-op here)."""
 
-    def __init__(self, ledger: DeliveryLedger, ids: Sequence[int] | Part) -> None:
+    def __init__(self, ledger: DeliveryLedger, ids: Sequence[int]) -> None:
         self._ledger = ledger
-        self.ids: list[int] | Part = ids if isinstance(ids, Part) else sorted(ids)
+        self.ids = sorted(ids)
 
     def enqueue(self, digest_id: int, language: str, *, now: datetime | None = None) -> int:
         return 0
@@ -114,18 +113,13 @@ class BatchSender:
             found = self._composers.get(key)
             if found is not None:
                 return found
-            composer = frozen_composer(self.config, self.store, digest_id, edition_id, transport)
+            record = self.store.digests.get(digest_id)
+            assert record is not None and record.rendered is not None
+            edition = self.config.edition(edition_id)
+            selected = SelectedDigest(edition, record.day, self.store.articles.in_digest(digest_id), record)
+            template = template_for(self.config, edition, record.rendered)
+            composer = email_composer(self.config, self.store, edition, selected, template, transport)
             if len(self._composers) >= 32:
                 self._composers.pop(next(iter(self._composers)))
             self._composers[key] = composer
             return composer
-
-
-def frozen_composer(config: Config, store: Store, digest_id: int, edition_id: str,
-                    transport: MailTransport) -> EmailComposer:
-    """The composer of a digest from its frozen render in the store (a process that did not render it)."""
-    record = store.digests.get(digest_id)
-    assert record is not None and record.rendered is not None
-    edition = config.edition(edition_id)
-    selected = SelectedDigest(edition, record.day, store.articles.in_digest(digest_id), record)
-    return email_composer(config, store, edition, selected, template_for(config, edition, record.rendered), transport)

@@ -44,7 +44,7 @@ class TaskQueue(Protocol):
     def submit(self, digest_id: int, ids: list[int]) -> TaskHandle: ...
 
 
-class NoChannel:
+class _NoChannel:
     """The coordinator sends nothing itself; its engine only leases, fills and finishes."""
 
     max_batch = 1
@@ -71,7 +71,7 @@ class Dispatcher:
         self.store, self.queue, self.mail, self.broker = store, queue, mail, mail.broker
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
-        self.engine = SendEngine(store, NoChannel(), mail=mail, owner=owner, stop=self.stop)
+        self.engine = SendEngine(store, _NoChannel(), mail=mail, owner=owner, stop=self.stop)
         self.renewed = 0.0
 
     def send(self, digest: DigestRecord) -> SendOutcome:
@@ -214,4 +214,4 @@ class Dispatcher:
         self.renewed = time.monotonic()
 
 
-__all__ = ["Dispatcher", "NoChannel", "TaskHandle", "TaskQueue"]
+__all__ = ["Dispatcher", "TaskHandle", "TaskQueue"]

@@ -39,17 +39,6 @@ class PendingDelivery:
 
 
 @dataclass(frozen=True)
-class Part:
-    """One sender process's share of a digest: the rows whose id % count == index."""
-
-    index: int
-    count: int
-
-
-Rows = Sequence[int] | Part | None  # the whole digest, these rows (a broker task's), or a part
-
-
-@dataclass(frozen=True)
 class Waiting:
     """The pending rows of a digest: how many, when the first is due, and the commonest reasons."""
 
@@ -104,10 +93,11 @@ class DeliveryLedger:
             return int(connection.execute(count).scalar_one() - before)
 
     def due(
-        self, digest_id: int, *, after_id: int, limit: int, now: datetime | None = None, ids: Rows = None,
+        self, digest_id: int, *, after_id: int, limit: int, now: datetime | None = None,
+        ids: Sequence[int] | None = None,
     ) -> list[PendingDelivery]:
         """The next pending rows whose retry time has come, in id order (keyset pagination); `ids`: only
-        among those rows (a broker task's batch, a sender process's part)."""
+        among those rows (a broker task's batch)."""
         now = now or datetime.now(UTC)
         query = (
             select(
@@ -133,8 +123,8 @@ class DeliveryLedger:
             .limit(limit)
         )
         with self._engine.connect() as connection:
-            if (ids is None or isinstance(ids, Part)) and connection.dialect.name in _DUE_SQL:
-                return _due_directly(connection, digest_id, after_id, limit, now, ids)
+            if ids is None and connection.dialect.name in _DUE_SQL:
+                return _due_directly(connection, digest_id, after_id, limit, now)
             return [
                 PendingDelivery(
                     id=r.id,
@@ -164,7 +154,7 @@ class DeliveryLedger:
                 raise
             writer.flush()
 
-    def counts(self, digest_id: int, *, ids: Rows = None) -> dict[str, int]:
+    def counts(self, digest_id: int, *, ids: Sequence[int] | None = None) -> dict[str, int]:
         query = (
             select(deliveries.c.status, func.count())
             .where(deliveries.c.digest_id == digest_id, *_among(ids))
@@ -174,7 +164,7 @@ class DeliveryLedger:
             found = {row[0]: int(row[1]) for row in connection.execute(query)}
         return {status.value: found.get(status.value, 0) for status in DeliveryStatus}
 
-    def waiting(self, digest_id: int, *, top: int = 3, ids: Rows = None) -> Waiting:
+    def waiting(self, digest_id: int, *, top: int = 3, ids: Sequence[int] | None = None) -> Waiting:
         pending = and_(deliveries.c.digest_id == digest_id, deliveries.c.status == DeliveryStatus.PENDING.value,
                        *_among(ids))
         with self._engine.connect() as connection:
@@ -194,7 +184,7 @@ class DeliveryLedger:
             int(count or 0), first, tuple((r.last_error or "not attempted yet", int(r.rows)) for r in reasons)
         )
 
-    def expire_pending(self, digest_id: int, reason: str, *, ids: Rows = None) -> int:
+    def expire_pending(self, digest_id: int, reason: str, *, ids: Sequence[int] | None = None) -> int:
         """Past the retry deadline: what is still pending becomes failed, with the reason kept."""
         with self._engine.begin() as connection:
             result = connection.execute(
@@ -218,13 +208,9 @@ class DeliveryLedger:
             return int(connection.execute(query).scalar_one())
 
 
-def _among(ids: Rows) -> list[Any]:
-    """No condition (the whole digest), only these rows, or only a part's."""
-    if ids is None:
-        return []
-    if isinstance(ids, Part):
-        return [deliveries.c.id % ids.count == ids.index]
-    return [deliveries.c.id.in_(list(ids))]
+def _among(ids: Sequence[int] | None) -> list[Any]:
+    """No condition (the whole digest), or only these rows."""
+    return [] if ids is None else [deliveries.c.id.in_(list(ids))]
 
 
 # The send engine's claimer reads every row of a digest through `due`: through SQLAlchemy's result
@@ -234,17 +220,13 @@ _DUE = (
     "SELECT d.id, d.subscriber_id, s.email, s.name, s.status, s.paused, d.attempts, s.sections, d.last_error"
     " FROM deliveries AS d JOIN subscribers AS s ON s.id = d.subscriber_id"
     f" WHERE d.digest_id = {{p}} AND d.status = '{DeliveryStatus.PENDING.value}' AND d.id > {{p}}"
-    " AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= {p}){part} ORDER BY d.id LIMIT {p}"
+    " AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= {p}) ORDER BY d.id LIMIT {p}"
 )
-_DUE_SQL = {"sqlite": _DUE.replace("{part}", "").replace("{p}", "?"),
-            "postgresql": _DUE.replace("{part}", "").replace("{p}", "%s")}
-_DUE_PART_SQL = {"sqlite": _DUE.replace("{part}", " AND d.id % ? = ?").replace("{p}", "?"),
-                 "postgresql": _DUE.replace("{part}", " AND d.id %% %s = %s").replace("{p}", "%s")}
+_DUE_SQL = {"sqlite": _DUE.replace("{p}", "?"), "postgresql": _DUE.replace("{p}", "%s")}
 _STATUSES = {status.value: status for status in SubscriberStatus}
 
 
-def _due_directly(connection: Connection, digest_id: int, after_id: int, limit: int, now: datetime,
-                  part: Part | None) -> list[PendingDelivery]:
+def _due_directly(connection: Connection, digest_id: int, after_id: int, limit: int, now: datetime) -> list[PendingDelivery]:
     """`due` on the driver's cursor (SQLAlchemy has no transaction open on this connection: a read
     alone, rolled back when the connection goes back to the pool); a driver error is a StoreError."""
     dialect = connection.dialect.name
@@ -253,10 +235,7 @@ def _due_directly(connection: Connection, digest_id: int, after_id: int, limit: 
     try:
         cursor = raw.cursor()
         try:
-            if part is None:
-                cursor.execute(_DUE_SQL[dialect], (digest_id, after_id, moment, limit))
-            else:
-                cursor.execute(_DUE_PART_SQL[dialect], (digest_id, after_id, moment, part.count, part.index, limit))
+            cursor.execute(_DUE_SQL[dialect], (digest_id, after_id, moment, limit))
             rows = cursor.fetchall()
         finally:
             cursor.close()
