@@ -13,8 +13,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from publisher.config import EditionSettings, SiteSettings
 from publisher.models import Article, Recipient, RenderedDigest
@@ -320,16 +318,6 @@ def test_quoted_printable_piece_ends_at_column_zero_and_decodes(length: int) -> 
         assert encoded.endswith(b"\r\n")
         assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
         assert quopri.decodestring(encoded).decode("utf-8") == text
-
-
-@settings(max_examples=500)
-@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7F), max_size=90)
-       | st.sampled_from(["http://127.0.0.1:8080/unsubscribe/AbC-12_x.yz?a=1&amp;b", "a" * 75, "a" * 76, " a", "a ",
-                          "a\t", "x=y", "~", "!", "r@example.org"]))
-def test_a_piece_taken_the_short_way_has_the_bytes_of_the_long_way(text: str) -> None:
-    from publisher.render.transfer import _qp_piece
-
-    assert encode_qp_piece(text) == (_qp_piece(text) if text else b"")
 
 
 def test_variants_are_built_once_and_reused() -> None:

@@ -13,7 +13,6 @@ left over before it and the 0-2 bytes after it that complete its last group are 
 from __future__ import annotations
 
 import binascii
-import re
 from collections.abc import Mapping
 
 from publisher.render.slots import SLOT_PATTERN
@@ -39,21 +38,10 @@ def qp(text: str) -> bytes:
     return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", CRLF)
 
 
-# printable ASCII but "=", no space or tab at either end, not a lone "." (b2a_qp writes "=2E"): what b2a_qp
-# leaves as it is (the per-recipient URLs and most addresses), on one line with room for the soft break
-_AS_IS = re.compile(r"(?!\.\Z)[!-<>-~](?:[ -<>-~]{0,73}[!-<>-~])?")
-
-
 def encode_qp_piece(text: str) -> bytes:
     """Quoted-printable for a piece followed by more text: it ends at column 0 (soft break added)."""
     if not text:
         return b""
-    if _AS_IS.fullmatch(text):  # the short way, the same bytes as the long one (tests/test_render_message.py)
-        return text.encode("ascii") + SOFT_BREAK
-    return _qp_piece(text)
-
-
-def _qp_piece(text: str) -> bytes:
     encoded = qp(text)
     if encoded.endswith(CRLF):
         return encoded
