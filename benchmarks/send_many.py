@@ -13,7 +13,7 @@ per 100k rows at each size: linear when the figure stays the same. --profile N: 
 send of N with one connection (every stage then runs in one thread; --profile-connections C: the
 claimer thread of a C-connection send), top functions by own time. Each row also prints the CPU per
 message spent by each kind of thread (claimer, committer, the senders summed).
---smtplib: also two smtplib loops over the same connections: the issue's "bare pipelined smtplib loop"
+--smtplib [pipelined|sendmail|both]: also smtplib loops over the same connections: the issue's "bare pipelined smtplib loop"
 (smtplib's replies, MAIL/RCPT/DATA in one write, each message dot-stuffed as smtplib's data() does), and
 smtplib.sendmail per message (it dot-stuffs each message and does not pipeline). smtp-sink's own CPU per message (/proc) is printed for publisher's run and the bare loop's.
 Without --store-url the store is SQLite in a temporary folder. Not a test.
@@ -296,8 +296,9 @@ def main() -> None:
                         help="a PostgreSQL server (a fresh database per measurement) or a SQLite file; repeatable")
     parser.add_argument("--sqlite", action="store_true", help="also measure SQLite in a temporary folder")
     parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--smtplib", action="store_true",
-                        help="also the issue's pipelined smtplib loop and smtplib.sendmail per message (both stuff each one)")
+    parser.add_argument("--smtplib", nargs="?", const="both", choices=["pipelined", "sendmail", "both"],
+                        help="also the issue's pipelined smtplib loop, smtplib.sendmail per message, or both (the "
+                             "default); both stuff each message")
     parser.add_argument("--profile", type=int, default=0, help="profile one send of this many (one connection)")
     parser.add_argument("--profile-connections", type=int, default=1,
                         help="connections of the profiled send (more than one: cProfile sees the claimer thread only)")
@@ -337,7 +338,8 @@ def main() -> None:
                     bare["sink_us"] = (sink_cpu(sink_pid) - sink) / count * 1e6
                     if args.smtplib:
                         for kind in ("pipelined", "smtplib"):
-                            bare[kind] = run_child(kind, str(count), str(port), str(args.connections))
+                            if args.smtplib in ("both", "sendmail" if kind == "smtplib" else kind):
+                                bare[kind] = run_child(kind, str(count), str(port), str(args.connections))
                     if ours["sent"] != count or ours["errors"]:
                         raise SystemExit(f"the pipeline sent {ours['sent']} of {count}: {ours['errors']}")
                     rows.append((count, ours, bare, before, machine()))
