@@ -8,12 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import write_config
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -28,13 +28,14 @@ def start(directory: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
 
 
 def wait_for(log: Path, process: subprocess.Popen[bytes], pattern: str, bound: float = 30.0) -> str:
-    deadline = time.monotonic() + bound
-    while True:
-        text = log.read_text(encoding="utf-8", errors="replace")
-        if re.search(pattern, text):
-            return text
-        assert process.poll() is None and time.monotonic() < deadline, f"no {pattern!r} in:\n{text[-3000:]}"
-        time.sleep(0.05)
+    def text() -> str:
+        return log.read_text(encoding="utf-8", errors="replace")
+
+    wait_until(lambda: re.search(pattern, text()) is not None or process.poll() is not None,
+               lambda: f"no {pattern!r} in:\n{text()[-3000:]}", bound, poll=0.05)
+    found = text()
+    assert re.search(pattern, found), f"exited with {process.returncode}, no {pattern!r} in:\n{found[-3000:]}"
+    return found
 
 
 def test_a_second_serve_names_the_first_one(tmp_path: Path) -> None:

@@ -11,12 +11,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, require, write_config
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 UNITS = REPO / "deploy" / "systemd"
@@ -72,11 +72,9 @@ def test_the_units_commands_run_as_written(tmp_path: Path) -> None:
     with log.open("ab") as out:
         process = subprocess.Popen(shlex.split(service["ExecStart"]), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while "serve: running as pid" not in log.read_text(errors="replace"):
-            assert process.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.05)
+        wait_until(lambda: "serve: running as pid" in log.read_text(errors="replace") or process.poll() is not None,
+                   lambda: log.read_text(errors="replace"), 30, poll=0.05)
+        assert process.poll() is None, log.read_text(errors="replace")
         assert '"level": "info"' in log.read_text(errors="replace")  # --log-format json, for the journal
         process.send_signal(getattr(signal, service["KillSignal"]))
         assert process.wait(float(service["TimeoutStopSec"])) == 0

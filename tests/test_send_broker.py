@@ -11,9 +11,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -27,6 +26,7 @@ from publisher.store.row_locks import held_rows
 from tests.conftest import reachable, require, write_config
 from tests.support.send_world import DAY, Recipients, add_subscribers, collected
 from tests.support.smtp import RecordingSmtpServer
+from tests.support.waiting import wait_until
 
 PUBLISHER = [sys.executable, "-m", "publisher"]
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
@@ -66,13 +66,6 @@ def site(directory: Path, store_url: str, port: int, queue: str, *, wait_minutes
     path.write_text(text, encoding="utf-8")
     return load_config(path)
 
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.02)
 
 
 class Worker:

@@ -12,9 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ from tests.conftest import write_config
 from tests.support.send_world import DAY, Recipients, add_subscribers, collected
 from tests.support.smtp import ReceivedMessage, RecordingSmtpServer
 from tests.support.smtp_sink import SmtpSinkProcess, read_record
+from tests.support.waiting import wait_until
 
 PUBLISHER = [sys.executable, "-m", "publisher"]
 CONNECTIONS = 4
@@ -49,13 +48,6 @@ def site(directory: Path, store_url: str, port: int, emails: list[str]) -> Confi
         store.close()
     return config
 
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.01)
 
 
 def test_four_connections_carry_the_digest_to_everyone_exactly_once(tmp_path: Path, store_url: str) -> None:
