@@ -96,18 +96,21 @@ def _text_part(message: EmailMessage) -> str:
     return str(part.get_content())
 
 
-def _wait_for_text(driver: object, text: str, timeout: float = 5.0) -> str:
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+def _wait_for_text(driver: object, text: str, timeout: float = 30.0) -> str:
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    # while a page is being replaced, the old <body> goes stale between finding and reading it
+    # The page's text is read in one script, with no element handle kept between calls: while a page
+    # is being replaced, a <body> found first may be gone when it is read (chromedriver says so as a
+    # stale element, or as "Node with given id does not belong to the document"), and a script may
+    # run as the old page's context goes away. Either is a look too early; the next one decides.
+    # The bound only ends a wait for a text that never comes (TimeoutException names it).
     def body_with_text(d: object) -> str | bool:
-        body = str(d.find_element("tag name", "body").text)  # type: ignore[attr-defined]
+        body = str(d.execute_script("return document.body ? document.body.innerText : '';"))  # type: ignore[attr-defined]
         return body if text in body else False
 
-    found = WebDriverWait(
-        driver, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
-    ).until(body_with_text)
+    found = WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,)).until(
+        body_with_text, f"no {text!r} on the page")
     return str(found)
 
 
